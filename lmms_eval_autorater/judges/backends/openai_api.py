@@ -1,0 +1,282 @@
+"""Judge backend for the OpenAI chat-completions API and any compatible server (Gemini's
+OpenAI endpoint, vLLM, SGLang, ...), through the official ``openai`` client.
+
+The SDK's own retries are switched off (``max_retries=0``): ``CallRunner`` does retries, with
+jitter and ``Retry-After``, and counts them. Errors come back as ``BackendError``: retryable for
+429, 408/409, 5xx, timeouts, connection errors and unreadable bodies; non-retryable, with a clear
+message, for other 4xx. The API key is read from an environment variable and never appears in
+messages, reprs, results or the cache (messages are scrubbed of it defensively).
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from typing import Any
+
+from lmms_eval_autorater.judges.runner import parse_retry_after
+from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
+
+log = logging.getLogger(__name__)
+
+#: Estimated USD prices per million tokens (input, output), as published when this was written.
+#: Estimates only: check the provider's price page; pass explicit prices to override.
+#: gemini-2.5-pro: the <=200k-token-prompt tier; its output price includes thinking tokens.
+DEFAULT_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
+    "gpt-4o-2024-08-06": (2.50, 10.00),
+    "gemini-2.5-pro": (1.25, 10.00),
+}
+
+#: HTTP statuses worth asking again (the OpenAI SDK retries the same set)
+RETRYABLE_STATUSES = frozenset({408, 409, 429})
+
+#: placeholder key for local servers that need none (vLLM's convention)
+NO_KEY = "EMPTY"
+
+
+class MissingAPIKeyError(RuntimeError):
+    """The environment variable that should hold the API key is unset or empty."""
+
+
+def estimate_cost_usd(
+    usage: dict,
+    model: str,
+    price_per_mtok_in: float | None = None,
+    price_per_mtok_out: float | None = None,
+) -> float | None:
+    """USD estimate for ``usage`` at the given or default per-million-token prices; None if unknown."""
+    if price_per_mtok_in is None or price_per_mtok_out is None:
+        default = DEFAULT_PRICES_PER_MTOK.get(model)
+        if default is None:
+            return None
+        price_per_mtok_in = default[0] if price_per_mtok_in is None else price_per_mtok_in
+        price_per_mtok_out = default[1] if price_per_mtok_out is None else price_per_mtok_out
+    tokens_in = int(usage.get("prompt_tokens") or 0)
+    tokens_out = int(usage.get("completion_tokens") or 0)
+    return (tokens_in * price_per_mtok_in + tokens_out * price_per_mtok_out) / 1e6
+
+
+def image_data_url(image: ChatImage) -> str:
+    """``data:{mime};base64,...`` for an image part."""
+    return f"data:{image.mime};base64,{base64.b64encode(image.data).decode('ascii')}"
+
+
+def build_messages(prompt: ChatPrompt, image_detail: str | None = None) -> list[dict]:
+    """Chat messages: the system text, then one user message with text and images in the given order."""
+    content: list[dict] = []
+    for part in prompt.parts:
+        if isinstance(part, ChatImage):
+            image_url: dict[str, Any] = {"url": image_data_url(part)}
+            if image_detail is not None:
+                image_url["detail"] = image_detail
+            content.append({"type": "image_url", "image_url": image_url})
+        else:
+            content.append({"type": "text", "text": str(part)})
+    messages: list[dict] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    messages.append({"role": "user", "content": content})
+    return messages
+
+
+class OpenAIChatBackend:
+    """Calls one chat model through the ``openai`` client and returns ``Completion``s with the dated
+    snapshot, system fingerprint and token usage (what a leaderboard needs to reproduce a score).
+
+    ``token_param`` names the length limit: ``"max_tokens"`` (default: accepted by gpt-4o, Gemini's
+    OpenAI endpoint and vLLM) or ``"max_completion_tokens"`` (required by o-series / gpt-5 models).
+    ``send_seed=False`` leaves ``seed`` out for providers that reject it; ``temperature=None`` leaves
+    the temperature out (reasoning models accept only the default).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None = None,
+        api_key_env: str | None = "OPENAI_API_KEY",
+        timeout: float = 120.0,
+        max_tokens: int = 2048,
+        seed: int | None = 1234,
+        temperature: float | None = 0.0,
+        use_json_schema: bool = True,
+        price_per_mtok_in: float | None = None,
+        price_per_mtok_out: float | None = None,
+        provider: str = "openai",
+        *,
+        token_param: str = "max_tokens",
+        send_seed: bool = True,
+        image_detail: str | None = None,
+    ) -> None:
+        import openai  # the optional [api] extra; imported here so the core imports without it
+
+        if token_param not in ("max_tokens", "max_completion_tokens"):
+            raise ValueError(
+                f"token_param must be 'max_tokens' or 'max_completion_tokens', got {token_param!r}"
+            )
+        self.model = model
+        self.base_url = base_url
+        self.api_key_env = api_key_env
+        self.timeout = timeout
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.temperature = temperature
+        self.use_json_schema = use_json_schema
+        self.price_per_mtok_in = price_per_mtok_in
+        self.price_per_mtok_out = price_per_mtok_out
+        self.provider = provider
+        self.token_param = token_param
+        self.send_seed = send_seed and seed is not None
+        self.image_detail = image_detail
+        self._api_key = self._read_key(api_key_env)
+        self._client = openai.OpenAI(base_url=base_url, api_key=self._api_key, max_retries=0, timeout=timeout)
+
+    @staticmethod
+    def _read_key(api_key_env: str | None) -> str:
+        if api_key_env is None:
+            return NO_KEY
+        key = os.environ.get(api_key_env, "").strip()
+        if not key:
+            raise MissingAPIKeyError(
+                f"environment variable ${api_key_env} is not set or empty: export the API key there, "
+                "or pass api_key_env=None for a local server that needs no key"
+            )
+        return key
+
+    def __repr__(self) -> str:
+        return (
+            f"OpenAIChatBackend(model={self.model!r}, provider={self.provider!r}, "
+            f"base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+        )
+
+    @property
+    def name(self) -> str:
+        """Backend name for cache keys and result metadata (the provider label)."""
+        return self.provider
+
+    def gen_params(self) -> dict:
+        """Every request setting that can change an answer (part of the cache key)."""
+        return {
+            "temperature": self.temperature,
+            "seed": self.seed if self.send_seed else None,
+            self.token_param: self.max_tokens,
+            "json_schema": self.use_json_schema,
+            "image_detail": self.image_detail,
+        }
+
+    def cost_usd(self, usage: dict) -> float | None:
+        """Estimated USD cost of ``usage`` (explicit prices, else the default table; None if unknown)."""
+        return estimate_cost_usd(usage, self.model, self.price_per_mtok_in, self.price_per_mtok_out)
+
+    def request_kwargs(self, prompt: ChatPrompt) -> dict:
+        """The keyword arguments sent to ``chat.completions.create`` for ``prompt``."""
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": build_messages(prompt, self.image_detail),
+            self.token_param: self.max_tokens,
+        }
+        if self.temperature is not None:
+            kwargs["temperature"] = self.temperature
+        if self.send_seed:
+            kwargs["seed"] = self.seed
+        if prompt.json_schema is not None and self.use_json_schema:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": prompt.schema_name, "schema": prompt.json_schema, "strict": True},
+            }
+        return kwargs
+
+    def __call__(self, prompt: ChatPrompt) -> Completion:
+        return self.call(prompt)
+
+    def call(self, prompt: ChatPrompt) -> Completion:
+        """One request, no retries; raises ``BackendError`` (retryable or not) on failure.
+
+        A null or empty content is returned as ``Completion(text="")``: the runner re-asks once,
+        then the parser counts it as a parse failure.
+        """
+        import openai
+
+        try:
+            response = self._client.chat.completions.create(**self.request_kwargs(prompt))
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from None
+        except openai.APITimeoutError:
+            raise self._error(f"request timed out after {self.timeout:g}s", None, True) from None
+        except openai.APIConnectionError as exc:
+            raise self._error(f"connection error: {exc.__cause__ or exc}", None, True) from None
+        except openai.APIError as exc:  # e.g. a 200 whose body is not a chat completion
+            raise self._error(f"unreadable response: {exc}", None, True) from None
+        except ValueError as exc:  # JSON decoding of a malformed body
+            raise self._error(f"unreadable response: {type(exc).__name__}: {exc}", None, True) from None
+        return self._completion(response)
+
+    def _completion(self, response: Any) -> Completion:
+        if not isinstance(getattr(response, "choices", None), list):
+            raise self._error(f"unreadable response: no choices in {str(response)[:200]!r}", None, True)
+        if not response.choices:
+            return Completion(text="", model=getattr(response, "model", "") or "", finish_reason=None)
+        choice = response.choices[0]
+        message = getattr(choice, "message", None)
+        text = getattr(message, "content", None) or ""
+        usage: dict = {}
+        if getattr(response, "usage", None) is not None:
+            usage = {
+                "prompt_tokens": int(response.usage.prompt_tokens or 0),
+                "completion_tokens": int(response.usage.completion_tokens or 0),
+            }
+        if not text:
+            refusal = getattr(message, "refusal", None)
+            log.info(
+                "empty answer from %s (finish_reason=%s, refusal=%r)",
+                self.model,
+                choice.finish_reason,
+                refusal,
+            )
+        return Completion(
+            text=text,
+            model=response.model or "",
+            fingerprint=getattr(response, "system_fingerprint", None),
+            usage=usage,
+            finish_reason=choice.finish_reason,
+        )
+
+    def _scrub(self, text: str) -> str:
+        if self._api_key and self._api_key != NO_KEY:
+            text = text.replace(self._api_key, "***")
+        return text
+
+    def _error(
+        self, message: str, status: int | None, retryable: bool, retry_after: float | None = None
+    ) -> BackendError:
+        err = BackendError(
+            self._scrub(f"{self.provider}/{self.model}: {message}"), status=status, retryable=retryable
+        )
+        err.retry_after = retry_after  # type: ignore[attr-defined]  # read by CallRunner
+        return err
+
+    def _status_error(self, exc: Any) -> BackendError:
+        status = int(exc.status_code)
+        detail = str(getattr(exc, "message", "") or exc)[:500]
+        headers = exc.response.headers if getattr(exc, "response", None) is not None else {}
+        retry_after = None
+        if headers.get("retry-after-ms"):
+            try:
+                retry_after = max(0.0, float(headers["retry-after-ms"]) / 1000.0)
+            except ValueError:
+                retry_after = None
+        if retry_after is None:
+            retry_after = parse_retry_after(headers.get("retry-after"))
+        if status == 429 or status in RETRYABLE_STATUSES or status >= 500:
+            what = "rate limited (429)" if status == 429 else f"server error {status}"
+            hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
+            return self._error(f"{what}{hint}: {detail}", status, True, retry_after)
+        env = f"${self.api_key_env}" if self.api_key_env else "(no key configured: api_key_env=None)"
+        messages = {
+            400: f"bad request (400), not retried: {detail}",
+            401: f"authentication failed (401): invalid or missing API key in {env}: {detail}",
+            403: f"permission denied (403): the key in {env} has no access to model {self.model!r}: {detail}",
+            404: f"not found (404): model {self.model!r} or endpoint {self.base_url or 'default'}: {detail}",
+            422: f"unprocessable request (422), not retried: {detail}",
+        }
+        return self._error(messages.get(status, f"HTTP {status}, not retried: {detail}"), status, False)

@@ -1,0 +1,216 @@
+"""The AutoRater judge: specialist selection (none / all / auto / fixed), prompts, verdicts, swap.
+
+``Judge.judge_all`` takes every doc of a run at once so that specialists run batched once
+per input and backend calls run concurrently; it returns one ``Verdict`` per request, in
+order. Failures stay failures: an unparsable answer is ``parse_failure``, a call that failed
+for good is ``api_error``; neither is ever replaced by a guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+
+from loguru import logger
+
+from lmms_eval_autorater.judges import contract
+from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt
+from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest, Verdict
+from lmms_eval_autorater.specialists.types import Assessment
+
+#: prompts -> completions or errors, same order (API runner or local batched generation)
+CompleteAll = Callable[[list[ChatPrompt]], list["Completion | BackendError"]]
+#: (code, requests) -> per request, the assessments of that specialist on its candidates
+AssessFn = Callable[[str, list[JudgeRequest]], list[tuple[Assessment, ...]]]
+
+
+@dataclass
+class JudgeStats:
+    """Counts a run reports next to its metrics."""
+
+    requests: int = 0
+    parse_failures: int = 0
+    api_failures: int = 0
+    selection_failures: int = 0
+    swap_flips: int = 0
+    tools_selected: dict[str, int] = field(default_factory=dict)
+
+
+def swap_request(req: JudgeRequest) -> JudgeRequest:
+    """The same pairwise request with the candidates (and their assessments) in the other order."""
+    swapped = tuple(replace(a, candidate=3 - a.candidate) if a.candidate in (1, 2) else a for a in req.assessments)
+    return replace(req, candidates=tuple(reversed(req.candidates)), assessments=swapped)
+
+
+def _completion_meta(c: Completion) -> dict:
+    return {"model": c.model, "fingerprint": c.fingerprint, "usage": dict(c.usage), "cached": c.cached,
+            "finish_reason": c.finish_reason}
+
+
+def to_verdict(result: Completion | BackendError, paradigm: str) -> Verdict:
+    """Parse one backend result into a verdict, keeping the raw text and the failure reason."""
+    if isinstance(result, BackendError):
+        return Verdict(status="api_error", error=str(result), meta={"http_status": result.status})
+    parsed = contract.parse_pairwise(result.text) if paradigm == "pairwise" else contract.parse_pointwise(result.text)
+    meta = _completion_meta(result)
+    if not parsed.ok:
+        return Verdict(status="parse_failure", analysis=parsed.analysis, raw=result.text, error=parsed.reason, meta=meta)
+    meta["form"] = parsed.form
+    if paradigm == "pairwise":
+        return Verdict(status="ok", analysis=parsed.analysis, preferred=int(parsed.value), raw=result.text, meta=meta)
+    return Verdict(status="ok", analysis=parsed.analysis, score=int(parsed.value), raw=result.text, meta=meta)
+
+
+def combine_swap(first: Verdict, second: Verdict) -> Verdict:
+    """Both orders judged: the verdict stands only if they agree, else a tie (0); failures propagate."""
+    for v in (first, second):
+        if v.status != "ok":
+            out = replace(v)
+            out.meta = {**v.meta, "swap": True, "swap_flipped": None}
+            return out
+    second_in_original = 3 - int(second.preferred)
+    agree = first.preferred == second_in_original
+    usage = _sum_usage(first.meta.get("usage"), second.meta.get("usage"))
+    meta = {**first.meta, "usage": usage, "swap": True, "swap_flipped": not agree,
+            "swapped_answer": {"preferred_in_original_order": second_in_original, "analysis": second.analysis}}
+    return Verdict(status="ok", analysis=first.analysis, preferred=first.preferred if agree else 0,
+                   raw=first.raw, meta=meta)
+
+
+def _sum_usage(*usages: dict | None) -> dict:
+    out: dict = {}
+    for u in usages:
+        for k, v in (u or {}).items():
+            if isinstance(v, (int, float)):
+                out[k] = out.get(k, 0) + v
+    return out
+
+
+class Judge:
+    """Runs the AutoRater pipeline for a list of requests.
+
+    ``tools``: [] (base VLM), a list of codes (a fixed subset: each must apply to the task kind),
+    "all" (every applicable code) or "auto" (the judge picks per sample, two passes).
+    ``applicable``: task kind -> the codes that apply. ``render``: assessments -> the evidence text.
+    """
+
+    def __init__(self, complete_all: CompleteAll, *, tools: Sequence[str] | str = (), swap: bool = False,
+                 assess: AssessFn | None = None, render: Callable[[list[Assessment], int], str] | None = None,
+                 applicable: Callable[[str], list[str]] | None = None, tool_menu: Callable[[list[str]], str] | None = None,
+                 ) -> None:
+        self.complete_all = complete_all
+        self.tools = tools
+        self.swap = swap
+        self.assess = assess
+        self.render = render
+        self.applicable = applicable
+        self.tool_menu = tool_menu
+        self.stats = JudgeStats()
+        if tools and (assess is None or render is None or applicable is None):
+            raise ValueError("specialist tools need an assess function and a renderer")
+
+    # -- selection ------------------------------------------------------------------------
+    def _select(self, reqs: list[JudgeRequest]) -> tuple[list[list[str]], list[dict]]:
+        """Per request: the codes to use, and what the selection pass said (for the logs)."""
+        if self.tools == "all":
+            assert self.applicable is not None
+            return [self.applicable(r.task_kind) for r in reqs], [{} for _ in reqs]
+        if self.tools != "auto":
+            fixed = list(self.tools)
+            if fixed and self.applicable is not None:
+                for kind in sorted({r.task_kind for r in reqs}):
+                    bad = [c for c in fixed if c not in self.applicable(kind)]
+                    if bad:
+                        raise ValueError(f"tools {'+'.join(bad)} do not apply to {kind} tasks; applicable: "
+                                         f"{'+'.join(self.applicable(kind))}")
+            return [fixed for _ in reqs], [{} for _ in reqs]
+        assert self.applicable is not None and self.tool_menu is not None
+        prompts = [build_selection_prompt(r, self.tool_menu(self.applicable(r.task_kind)), self.applicable(r.task_kind))
+                   for r in reqs]
+        results = self.complete_all(prompts)
+        chosen, info = [], []
+        for req, res in zip(reqs, results):
+            if isinstance(res, BackendError):
+                chosen.append(None)
+                info.append({"auto_error": str(res)})
+                continue
+            parsed = contract.parse_tool_selection(res.text, self.applicable(req.task_kind))
+            if not parsed.ok:
+                self.stats.selection_failures += 1
+                chosen.append(None)
+                info.append({"auto_parse_failure": parsed.reason, "auto_raw": res.text})
+                continue
+            chosen.append(list(parsed.value))
+            info.append({"auto_selected": list(parsed.value), "auto_analysis": parsed.analysis,
+                         "auto_usage": dict(res.usage), "auto_cached": res.cached})
+        return chosen, info
+
+    def _attach_assessments(self, reqs: list[JudgeRequest], chosen: list[list[str] | None]) -> list[JudgeRequest]:
+        codes = sorted({c for cs in chosen if cs for c in cs})
+        per_req: list[list[Assessment]] = [[] for _ in reqs]
+        for code in codes:
+            idx = [i for i, cs in enumerate(chosen) if cs and code in cs]
+            assert self.assess is not None
+            results = self.assess(code, [reqs[i] for i in idx])
+            for i, assessments in zip(idx, results):
+                per_req[i].extend(assessments)
+        return [replace(r, assessments=tuple(a)) for r, a in zip(reqs, per_req)]
+
+    # -- main -----------------------------------------------------------------------------
+    def judge_all(self, reqs: Sequence[JudgeRequest]) -> list[Verdict]:
+        """One verdict per request, in order; the second Auto pass and swaps are batched too."""
+        reqs = list(reqs)
+        self.stats.requests += len(reqs)
+        chosen, select_info = self._select(reqs)
+        todo = [i for i, c in enumerate(chosen) if c is not None]
+        verdicts: list[Verdict | None] = [None] * len(reqs)
+        for i, c in enumerate(chosen):
+            if c is None:  # the Auto pass failed: the sample fails, it is not judged without tools
+                status = "api_error" if "auto_error" in select_info[i] else "parse_failure"
+                err = select_info[i].get("auto_error") or f"tool selection: {select_info[i].get('auto_parse_failure')}"
+                verdicts[i] = Verdict(status=status, error=err, raw=select_info[i].get("auto_raw", ""),
+                                      meta=dict(select_info[i]))
+        ready = self._attach_assessments([reqs[i] for i in todo], [chosen[i] for i in todo])
+        prompts, owners = [], []
+        for j, req in enumerate(ready):
+            prompts.append(self._verdict_prompt(req))
+            owners.append((j, 0))
+            if self.swap and req.paradigm == "pairwise":
+                prompts.append(self._verdict_prompt(swap_request(req)))
+                owners.append((j, 1))
+        results = self.complete_all(prompts)
+        first: dict[int, Verdict] = {}
+        second: dict[int, Verdict] = {}
+        for (j, order), res in zip(owners, results):
+            v = to_verdict(res, ready[j].paradigm)
+            (first if order == 0 else second)[j] = v
+        for j, req in enumerate(ready):
+            v = first[j]
+            if j in second:
+                v = combine_swap(v, second[j])
+                if v.meta.get("swap_flipped"):
+                    self.stats.swap_flips += 1
+            i = todo[j]
+            v.meta.update(select_info[i])
+            v.meta["tools"] = list(chosen[i] or [])
+            v.meta["assessments"] = [a.__dict__ for a in req.assessments]
+            for code in chosen[i] or []:
+                self.stats.tools_selected[code] = self.stats.tools_selected.get(code, 0) + 1
+            verdicts[i] = v
+        out = [v for v in verdicts if v is not None]
+        assert len(out) == len(reqs)
+        for req, v in zip(reqs, out):
+            if v.status == "parse_failure":
+                self.stats.parse_failures += 1
+                logger.warning(f"autorater: parse failure on {req.doc_key}: {v.error}; raw answer: {v.raw[:500]!r}")
+            elif v.status == "api_error":
+                self.stats.api_failures += 1
+                logger.error(f"autorater: API failure on {req.doc_key}: {v.error}")
+        return out
+
+    def _verdict_prompt(self, req: JudgeRequest) -> ChatPrompt:
+        evidence = ""
+        if req.assessments:
+            assert self.render is not None
+            evidence = self.render(list(req.assessments), len(req.candidates))
+        return build_verdict_prompt(req, evidence)

@@ -1,0 +1,102 @@
+"""Glue from backends and specialists to ``Judge``: cached, concurrent ``complete_all`` functions and
+the batched, cached specialist ``assess`` function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from lmms_eval_autorater.judges.cache import ResponseCache
+from lmms_eval_autorater.judges.prompts import TEMPLATE_VERSION
+from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest
+from lmms_eval_autorater.specialists.types import Assessment
+
+
+class ApiCompleter:
+    """``complete_all`` for an API backend: response cache, bounded concurrency, retries, cost per answer."""
+
+    def __init__(self, backend: Any, *, cache: ResponseCache | None, concurrency: int = 16, max_retries: int = 6,
+                 backoff_base: float = 1.0, progress: bool = True) -> None:
+        from lmms_eval_autorater.judges.runner import CallRunner
+
+        self.backend = backend
+        self.cache = cache
+        self.runner = CallRunner(backend.call, cache=cache, concurrency=concurrency, max_retries=max_retries,
+                                 backoff_base=backoff_base, progress_desc=f"judge {backend.model}", progress=progress)
+
+    def key(self, prompt: ChatPrompt) -> str:
+        """The response-cache key of ``prompt`` for this backend and its generation settings."""
+        return ResponseCache.key(self.backend.name, self.backend.model, TEMPLATE_VERSION, prompt,
+                                 self.backend.gen_params())
+
+    def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
+        results = self.runner.run([(self.key(p), p) for p in prompts])
+        for r in results:
+            if isinstance(r, Completion):
+                cost = self.backend.cost_usd(r.usage)
+                # a cached answer costs nothing in this run; its original cost stays visible
+                r.usage = {**r.usage, "cost_usd": 0.0 if r.cached else cost}
+        return results
+
+    def stats(self) -> dict:
+        """Calls, cache hits, retries, failures and tokens of this run."""
+        return self.runner.stats
+
+
+class LocalCompleter:
+    """``complete_all`` for a local generator (InternVL): response cache, batched generation of the misses."""
+
+    def __init__(self, backend: Any, *, cache: ResponseCache | None) -> None:
+        self.backend = backend
+        self.cache = cache
+        self.calls_made = 0
+        self.cache_hits = 0
+
+    def key(self, prompt: ChatPrompt) -> str:
+        """Cache key: the local model's identity (weights fingerprint) stands in for the API snapshot."""
+        params = {"max_new_tokens": self.backend.max_new_tokens, "greedy": True,
+                  "max_patches": getattr(self.backend, "max_patches", None)}
+        return ResponseCache.key("transformers", f"{self.backend.model_name}@{self.backend.fingerprint}",
+                                 TEMPLATE_VERSION, prompt, params)
+
+    def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
+        keys = [self.key(p) for p in prompts]
+        cached = self.cache.get_many(keys) if self.cache is not None else {}
+        out: list[Completion | BackendError | None] = [cached.get(k) for k in keys]
+        self.cache_hits += sum(o is not None for o in out)
+        todo = [i for i, o in enumerate(out) if o is None]
+        step = max(1, self.backend.batch_size)
+        for start in range(0, len(todo), step):
+            idx = todo[start : start + step]
+            completions = self.backend.generate([prompts[i] for i in idx])
+            self.calls_made += len(idx)
+            for i, c in zip(idx, completions):
+                out[i] = c
+                if self.cache is not None and c.text:
+                    self.cache.put(keys[i], c)
+        return [o for o in out if o is not None]
+
+    def stats(self) -> dict:
+        return {"calls_made": self.calls_made, "cache_hits": self.cache_hits}
+
+
+class SpecialistAssessor:
+    """``assess`` for ``Judge``: each candidate of each request through a cached, batched specialist pool."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def __call__(self, code: str, reqs: list[JudgeRequest]) -> list[tuple[Assessment, ...]]:
+        from lmms_eval_autorater.specialists.base import SpecialistInput
+
+        items, owners = [], []
+        for j, req in enumerate(reqs):
+            for k, cand in enumerate(req.candidates, start=1):
+                items.append(SpecialistInput(req.request, cand, req.source))
+                owners.append((j, k))
+        results = self.pool.assess(code, items)
+        per_req: list[list[Assessment]] = [[] for _ in reqs]
+        for (j, k), a in zip(owners, results):
+            per_req[j].append(replace(a, candidate=k))
+        return [tuple(a) for a in per_req]

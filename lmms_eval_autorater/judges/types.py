@@ -1,0 +1,84 @@
+"""Data types shared by the judge core: requests, chat prompts, completions, verdicts.
+
+Pure dataclasses, no lmms-eval and no heavy imports, so the core can be tested alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lmms_eval_autorater.specialists.types import Assessment
+
+TaskKind = Literal["generation", "editing"]
+Paradigm = Literal["pointwise", "pairwise"]
+Status = Literal["ok", "parse_failure", "api_error"]
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    """What the judge must decide for one doc; images are lazy references (see ``images.py``)."""
+
+    doc_key: str
+    task_kind: TaskKind
+    paradigm: Paradigm
+    request: str
+    candidates: tuple[str, ...]
+    source: str | None = None
+    assessments: tuple[Assessment, ...] = ()
+
+
+@dataclass(frozen=True)
+class ChatImage:
+    """Image bytes inside a chat prompt."""
+
+    data: bytes
+    mime: str = "image/png"
+
+
+@dataclass(frozen=True)
+class ChatPrompt:
+    """A backend-neutral single-turn prompt: system text plus user parts (text and images in order).
+
+    ``json_schema`` is the structured-output contract where the backend supports it.
+    """
+
+    system: str
+    parts: tuple[str | ChatImage, ...]
+    json_schema: dict | None = None
+    schema_name: str = "verdict"
+
+
+@dataclass
+class Completion:
+    """A backend answer with the facts a leaderboard needs to reproduce it."""
+
+    text: str
+    model: str = ""
+    fingerprint: str | None = None
+    usage: dict = field(default_factory=dict)
+    cached: bool = False
+    finish_reason: str | None = None
+
+
+class BackendError(Exception):
+    """A call that failed for good (retries exhausted, or a non-retryable 4xx)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+        super().__init__(message)
+        self.status = status
+        self.retryable = retryable
+
+
+@dataclass
+class Verdict:
+    """The judge's decision for one doc. ``status`` says whether ``score``/``preferred`` is usable."""
+
+    status: Status
+    analysis: str = ""
+    score: int | None = None
+    #: 1 or 2, or 0 for a tie (only from swap=true disagreement)
+    preferred: int | None = None
+    raw: str = ""
+    error: str | None = None
+    meta: dict = field(default_factory=dict)

@@ -1,0 +1,96 @@
+"""A small content-addressed key-value store on SQLite, shared by the response and assessment caches.
+
+One file, WAL journal, one transaction per write: a process killed at any moment leaves
+every committed answer readable and nothing half-written. Safe across threads (one
+connection per thread) and across processes (SQLite locking).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def content_key(*parts: object) -> str:
+    """SHA-256 over a canonical JSON encoding of ``parts``: equal content, equal key."""
+    blob = json.dumps(parts, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """``$AUTORATER_CACHE_DIR`` or ``~/.cache/lmms_eval_autorater``."""
+    env = os.environ.get("AUTORATER_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "lmms_eval_autorater"
+
+
+class SqliteStore:
+    """Key -> JSON value table in one SQLite file."""
+
+    def __init__(self, path: str | os.PathLike, table: str = "kv") -> None:
+        if not table.isidentifier():
+            raise ValueError(f"invalid table name {table!r}")
+        self.path = str(path)
+        self.table = table
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        con = self._con()
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
+            "created REAL DEFAULT (julianday('now')))"
+        )
+        con.commit()
+
+    def _con(self) -> sqlite3.Connection:
+        con = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            self._local.con = con
+        return con
+
+    def get(self, key: str):
+        """The stored value, or None."""
+        row = self._con().execute(f"SELECT value FROM {self.table} WHERE key=?", (key,)).fetchone()
+        return None if row is None else json.loads(row[0])
+
+    def get_many(self, keys: Iterable[str]) -> dict:
+        """Values for the keys present (absent keys are left out)."""
+        keys = list(dict.fromkeys(keys))
+        out: dict = {}
+        con = self._con()
+        for i in range(0, len(keys), 500):
+            chunk = keys[i : i + 500]
+            marks = ",".join("?" * len(chunk))
+            for k, v in con.execute(f"SELECT key, value FROM {self.table} WHERE key IN ({marks})", chunk):
+                out[k] = json.loads(v)
+        return out
+
+    def put(self, key: str, value) -> None:
+        """Store ``value`` (JSON-serialisable) under ``key``, committed at once."""
+        self.put_many({key: value})
+
+    def put_many(self, items: dict) -> None:
+        """Store several values in one transaction."""
+        if not items:
+            return
+        rows = [(k, json.dumps(v, ensure_ascii=False)) for k, v in items.items()]
+        con = self._con()
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.executemany(f"INSERT OR REPLACE INTO {self.table} (key, value) VALUES (?, ?)", rows)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def __len__(self) -> int:
+        return self._con().execute(f"SELECT COUNT(*) FROM {self.table}").fetchone()[0]
+
+    def __contains__(self, key: str) -> bool:
+        return self._con().execute(f"SELECT 1 FROM {self.table} WHERE key=?", (key,)).fetchone() is not None

@@ -1,0 +1,63 @@
+"""Model-argument parsing shared by the wrappers: typed values and errors that name the argument."""
+
+from __future__ import annotations
+
+
+SPECIALIST_CODES = ("GD", "AE", "PA", "QS", "DF", "DS")
+
+
+class ModelArgError(ValueError):
+    """A wrong ``--model_args`` value; the message names the argument and what is accepted."""
+
+
+def as_bool(name: str, value) -> bool:
+    """Parse a boolean argument (lmms-eval already turns 'true'/'false' into bools)."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ModelArgError(f"model argument {name}={value!r}: expected true or false")
+
+
+def as_int(name: str, value, minimum: int | None = None) -> int:
+    """Parse an integer argument with an optional lower bound."""
+    try:
+        out = int(value)
+        if isinstance(value, float) and value != out:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ModelArgError(f"model argument {name}={value!r}: expected an integer") from None
+    if minimum is not None and out < minimum:
+        raise ModelArgError(f"model argument {name}={value!r}: must be >= {minimum}")
+    return out
+
+
+def as_float(name: str, value) -> float:
+    """Parse a float argument."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ModelArgError(f"model argument {name}={value!r}: expected a number") from None
+
+
+def parse_tools(value) -> str | list[str]:
+    """``tools=none|all|auto|GD+QS`` -> [] | "all" | "auto" | ["GD", "QS"] (codes joined by '+')."""
+    text = str(value).strip()
+    low = text.lower()
+    if low in ("none", ""):
+        return []
+    if low in ("all", "auto"):
+        return low
+    if "," in text:
+        raise ModelArgError(f"model argument tools={text!r}: join codes with '+', e.g. tools=DF+GD+QS")
+    codes = [c.strip().upper() for c in text.split("+") if c.strip()]
+    unknown = [c for c in codes if c not in SPECIALIST_CODES]
+    if unknown:
+        raise ModelArgError(f"model argument tools={text!r}: unknown specialist code(s) {', '.join(unknown)}; "
+                            f"known: {', '.join(SPECIALIST_CODES)}, or none, all, auto")
+    if len(set(codes)) != len(codes):
+        raise ModelArgError(f"model argument tools={text!r}: a code is repeated")
+    return [c for c in SPECIALIST_CODES if c in codes]

@@ -1,0 +1,126 @@
+"""The specialist interface and its registry, kept as data (as pyiqa keeps its assessors).
+
+A specialist measures one thing about a candidate image (optionally against the request
+text or the source image) and returns an ``Assessment``. Models load lazily on the
+device the user names and can be released, so that all six and an 8B judge fit one GPU
+in turn. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from lmms_eval_autorater.specialists.types import Assessment
+
+
+@dataclass(frozen=True)
+class SpecialistInput:
+    """One thing to assess: the request text, a candidate image reference, and the source for editing."""
+
+    request: str
+    image: str
+    source: str | None = None
+
+
+@dataclass(frozen=True)
+class SpecialistSpec:
+    """What a specialist is, as data: shown to users and to the judge (Auto selection and prompt labels)."""
+
+    code: str
+    name: str
+    measures: str
+    #: task kinds it applies to: "generation" and/or "editing"
+    applies_to: tuple[str, ...]
+    #: how the number is to be read, e.g. "0..1, higher is better"; None for text-only output
+    score_range: tuple[float, float] | None
+    higher_better: bool | None
+    #: what the judge is told the output means (one line)
+    meaning: str
+    default_model: str
+    #: the pip extra that installs what it needs
+    extra: str
+    class_path: str
+    uses_request: bool = False
+    uses_source: bool = False
+    model_arg: str = field(default="")
+
+    def __post_init__(self) -> None:
+        if not self.model_arg:
+            object.__setattr__(self, "model_arg", f"{self.code.lower()}_model")
+
+
+class Specialist(ABC):
+    """Base class: subclasses set ``spec`` and implement ``_load`` and ``_assess_batch``."""
+
+    spec: ClassVar[SpecialistSpec]
+
+    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
+                 batch_size: int = 8) -> None:
+        self.model_name = model or self.spec.default_model
+        self.device = device
+        self.local_files_only = local_files_only
+        self.batch_size = batch_size
+        self._loaded = False
+
+    @property
+    def version(self) -> str:
+        """Identity of the specialist's implementation and checkpoint; part of every cache key."""
+        return f"{self.spec.code}:{type(self).__name__}:v1:{self.model_name}"
+
+    def load(self) -> None:
+        """Load the model now (otherwise done on first use)."""
+        if not self._loaded:
+            self._load()
+            self._loaded = True
+
+    def release(self) -> None:
+        """Free the model and its device memory."""
+        self._release()
+        self._loaded = False
+
+    def assess(self, request: str, image: str, source: str | None = None) -> Assessment:
+        """Assess one candidate image."""
+        return self.assess_many([SpecialistInput(request, image, source)])[0]
+
+    def assess_many(self, items: list[SpecialistInput]) -> list[Assessment]:
+        """Assess many inputs in batches of ``batch_size``, in order."""
+        self.load()
+        out: list[Assessment] = []
+        for i in range(0, len(items), self.batch_size):
+            out.extend(self._assess_batch(items[i : i + self.batch_size]))
+        if len(out) != len(items):
+            raise RuntimeError(f"{self.spec.code}: returned {len(out)} assessments for {len(items)} inputs")
+        return out
+
+    @abstractmethod
+    def _load(self) -> None: ...
+
+    def _release(self) -> None:
+        """Default release: drop attributes holding models, empty the CUDA cache if torch is loaded."""
+        for name in list(vars(self)):
+            if name.startswith("_model") or name.startswith("_processor"):
+                setattr(self, name, None)
+        import sys
+
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    @abstractmethod
+    def _assess_batch(self, items: list[SpecialistInput]) -> list[Assessment]: ...
+
+
+def missing_dependency(package: str, extra: str) -> ImportError:
+    """The error a specialist raises when its package is absent: with the exact install command."""
+    return ImportError(
+        f"{package} is not installed; install it with: pip install 'lmms-eval-autorater[{extra}]'"
+    )
+
+
+def load_class(class_path: str) -> type:
+    """Import ``module:Class`` lazily."""
+    module, cls = class_path.split(":")
+    return getattr(importlib.import_module(module), cls)

@@ -1,0 +1,161 @@
+"""The six specialists as data: what each measures, how to read it, and where its code lives.
+
+Order matters: ``SPECS`` is the order the judge reads them in (GD, AE, PA, QS, DF, DS).
+Nothing here imports torch; ``create_specialist`` imports a specialist's module only when asked.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from lmms_eval_autorater.specialists.base import Specialist, SpecialistSpec, load_class
+
+TASK_KINDS: tuple[str, ...] = ("generation", "editing")
+_BOTH = ("generation", "editing")
+_EDITING = ("editing",)
+
+SPECS: dict[str, SpecialistSpec] = {
+    spec.code: spec
+    for spec in (
+        SpecialistSpec(
+            code="GD",
+            name="GroundingDINO",
+            measures="text-image alignment: which objects named in the request are found in the image",
+            applies_to=_BOTH,
+            score_range=None,
+            higher_better=None,
+            meaning=(
+                "objects from the request that an open-set detector found, with how many and its highest "
+                "confidence (0..1); a requested object that is missing suggests the image does not follow "
+                "the request"
+            ),
+            default_model="IDEA-Research/grounding-dino-base",
+            extra="specialists",
+            class_path="lmms_eval_autorater.specialists.gd:GroundingDino",
+            uses_request=True,
+        ),
+        SpecialistSpec(
+            code="AE",
+            name="AesExpert",
+            measures="aesthetics: an aesthetics-tuned VLM's description of the image",
+            applies_to=_BOTH,
+            score_range=None,
+            higher_better=None,
+            meaning="an aesthetics expert model's description of composition, lighting, color and appeal",
+            default_model="qyuan/AesMMIT_LLaVA_v1.5_7b_240325",
+            extra="specialists",
+            class_path="lmms_eval_autorater.specialists.ae:AesExpert",
+        ),
+        SpecialistSpec(
+            code="PA",
+            name="PAL4VST",
+            measures="perceptual artifacts: share of the image covered by visible synthesis artifacts",
+            applies_to=_BOTH,
+            score_range=(0.0, 1.0),
+            higher_better=False,
+            meaning=(
+                "fraction of the image's pixels that PAL4VST marks as perceptual artifacts "
+                "(0 = none found, 1 = everywhere)"
+            ),
+            default_model="pal4vst-unified",
+            extra="specialists",
+            class_path="lmms_eval_autorater.specialists.pa:PAL4VST",
+        ),
+        SpecialistSpec(
+            code="QS",
+            name="Q-SiT",
+            measures="perceptual quality of the image",
+            applies_to=_BOTH,
+            score_range=(0.0, 1.0),
+            higher_better=True,
+            meaning="Q-SiT's predicted visual quality, 0 (bad) to 1 (excellent)",
+            default_model="zhangzicheng/q-sit",
+            extra="specialists",
+            class_path="lmms_eval_autorater.specialists.qs:QSiT",
+        ),
+        SpecialistSpec(
+            code="DF",
+            name="DeepFace",
+            measures="identity preservation: similarity of the largest face in the source and in the edit",
+            applies_to=_EDITING,
+            score_range=(-1.0, 1.0),
+            higher_better=True,
+            meaning=(
+                "cosine similarity of ArcFace embeddings of the largest face in the source and in the edit "
+                "(1 = same identity, around 0 or below = a different person); 'no face detected' when a face "
+                "is missing"
+            ),
+            default_model="ArcFace",
+            extra="faces",
+            class_path="lmms_eval_autorater.specialists.df:DeepFaceSimilarity",
+            uses_source=True,
+        ),
+        SpecialistSpec(
+            code="DS",
+            name="DreamSim",
+            measures="perceptual similarity of the edit to the source image",
+            applies_to=_EDITING,
+            score_range=(-1.0, 1.0),
+            higher_better=True,
+            meaning=(
+                "similarity = 1 - DreamSim distance between source and edit (1 = perceptually identical); "
+                "higher means more of the source is kept, which is wanted outside the region the "
+                "instruction asks to change"
+            ),
+            default_model="ensemble",
+            extra="dreamsim",
+            class_path="lmms_eval_autorater.specialists.ds:DreamSim",
+            uses_source=True,
+        ),
+    )
+}
+
+
+def _check_kind(task_kind: str) -> None:
+    if task_kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {task_kind!r}; expected one of {', '.join(TASK_KINDS)}")
+
+
+def applicable(task_kind: str) -> list[str]:
+    """Codes of the specialists that apply to ``task_kind`` ("generation" or "editing"), in SPECS order."""
+    _check_kind(task_kind)
+    return [code for code, spec in SPECS.items() if task_kind in spec.applies_to]
+
+
+def parse_tools_arg(value: str, task_kind: str) -> list[str] | Literal["all", "auto"]:
+    """Parse the ``tools=`` model argument: none | all | auto | codes joined by '+' (case-insensitive).
+
+    Codes come back de-duplicated in SPECS order; an unknown or inapplicable code raises ``ValueError``.
+    """
+    _check_kind(task_kind)
+    text = (value or "").strip().lower()
+    if text in ("", "none"):
+        return []
+    if text in ("all", "auto"):
+        return text  # type: ignore[return-value]
+    parts = [p.strip().upper() for p in text.split("+")]
+    ok = applicable(task_kind)
+    if any(not p for p in parts):
+        raise ValueError(f"tools={value!r}: empty code; write codes joined by '+', e.g. {'+'.join(ok[:2])}")
+    unknown = [p for p in dict.fromkeys(parts) if p not in SPECS]
+    if unknown:
+        raise ValueError(
+            f"tools={value!r}: unknown specialist code(s) {', '.join(unknown)}; known codes: "
+            f"{', '.join(SPECS)}; applicable to {task_kind}: {', '.join(ok)} (or none, all, auto)"
+        )
+    wrong = [p for p in dict.fromkeys(parts) if p not in ok]
+    if wrong:
+        raise ValueError(
+            f"tools={value!r}: specialist(s) {', '.join(wrong)} do not apply to {task_kind} tasks; "
+            f"applicable to {task_kind}: {', '.join(ok)} (or none, all, auto)"
+        )
+    return [code for code in SPECS if code in parts]
+
+
+def create_specialist(code: str, **kwargs) -> Specialist:
+    """Build the specialist for ``code`` (model not loaded yet); kwargs go to its constructor."""
+    key = code.strip().upper()
+    if key not in SPECS:
+        raise ValueError(f"unknown specialist code {code!r}; known codes: {', '.join(SPECS)}")
+    cls = load_class(SPECS[key].class_path)
+    return cls(**kwargs)
