@@ -268,7 +268,13 @@ def run_upstream_hpsv3(folder: Path, images: Path) -> dict:
     import yaml
     from hpsv3.inference import _MODEL_CONFIG_PATH, HPSv3RewardInferencer
     from hpsv3.train import create_model_and_processor
-    from hpsv3.utils.parser import DataConfig, ModelConfig, PEFTLoraConfig, TrainingConfig, parse_args_with_yaml
+    from hpsv3.utils.parser import (
+        DataConfig,
+        ModelConfig,
+        PEFTLoraConfig,
+        TrainingConfig,
+        parse_args_with_yaml,
+    )
     from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
     work = Path(tempfile.mkdtemp(prefix="hps-parity-"))

@@ -68,14 +68,14 @@ def test_imagereward_scores_match_upstream(ir_scorer):
     cases = ref["cases"]
     got = ir_scorer.score([c["prompt"] for c in cases], [str(FIX / c["image"]) for c in cases])
     want = [c["score"] for c in cases]
-    assert max(abs(a - b) for a, b in zip(got, want)) < TOL, (got, want)
+    assert max(abs(a - b) for a, b in zip(got, want, strict=True)) < TOL, (got, want)
     assert len({round(s, 4) for s in want}) == len(want)  # the fixture discriminates between images
     # upstream's inference_rank: one prompt, all images (PIL inputs this time)
     from PIL import Image
 
     imgs = [Image.open(FIX / c["image"]) for c in cases]
     got = ir_scorer.score([ref["rank_prompt"]] * len(imgs), imgs)
-    assert max(abs(a - b) for a, b in zip(got, ref["rank_scores"])) < TOL
+    assert max(abs(a - b) for a, b in zip(got, ref["rank_scores"], strict=True)) < TOL
 
 
 def test_imagereward_vit_size_read_from_tensors(ir_scorer, tmp_path):
@@ -142,9 +142,9 @@ def test_hpsv3_scores_match_upstream(hps_scorer):
     cases = ref["cases"]
     # batch_size 3 over 5 images of different shapes: padded batches and a ragged last one
     got = hps_scorer.score_with_sigma([c["prompt"] for c in cases], [str(FIX / c["image"]) for c in cases])
-    assert max(abs(mu - c["score"]) for (mu, _), c in zip(got, cases)) < TOL, (got, cases)
-    assert max(abs(sd - c["sigma"]) for (_, sd), c in zip(got, cases)) < TOL
-    assert max(abs(mu - b) for (mu, _), b in zip(got, ref["batched_scores"])) < TOL
+    assert max(abs(mu - c["score"]) for (mu, _), c in zip(got, cases, strict=True)) < TOL, (got, cases)
+    assert max(abs(sd - c["sigma"]) for (_, sd), c in zip(got, cases, strict=True)) < TOL
+    assert max(abs(mu - b) for (mu, _), b in zip(got, ref["batched_scores"], strict=True)) < TOL
     assert len({round(c["score"], 4) for c in cases}) == len(cases)
 
 
@@ -183,6 +183,8 @@ def test_hub_id_resolution_local_only(tmp_path, monkeypatch):
         resolve_file("THUDM/ImageReward", "ImageReward.pt", local_files_only=True)
     with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
         HPSv3Scorer("MizzenAI/HPSv3", base_model=str(HPS_DIR / "base"), local_files_only=True).load()
+    with pytest.raises(CheckpointError, match="HPSv3 base model: hub repo 'Qwen/Qwen2-VL-7B-Instruct' is not"):
+        HPSv3Scorer(str(HPS_DIR), base_model="Qwen/Qwen2-VL-7B-Instruct", local_files_only=True).load()
     _fake_hub_cache(tmp_path, "THUDM/ImageReward", {"ImageReward.pt": IR_DIR / "ImageReward.pt",
                                                     "med_config.json": IR_DIR / "med_config.json"})
     path = resolve_file("THUDM/ImageReward", "ImageReward.pt", local_files_only=True)

@@ -246,7 +246,6 @@ class ImageRewardScorer:
         """Resolve files and load the model now (otherwise done on first ``score``)."""
         if self.model is not None:
             return self
-        import torch
         from tokenizers import AddedToken
         from transformers import BertTokenizer
 

@@ -97,7 +97,7 @@ class SpecialistPool:
         version = sp.version
         hashes: dict[str, str] = {}
         keys = [AssessmentCache.key(sp.spec, version, item, hashes) for item in items]
-        unique = dict(zip(keys, items))  # first input per key; identical inputs run once
+        unique = dict(zip(keys, items, strict=True))  # first input per key; identical inputs run once
         found = self.cache.get_many(list(unique), code)
         self.hits[code] += len(found)
         missing = [k for k in unique if k not in found]
@@ -106,7 +106,7 @@ class SpecialistPool:
             self.invocations[code] += len(missing)
             fresh = {k: Assessment(code=code, value=None if a.value is None else float(a.value), text=a.text,
                                    version=version)
-                     for k, a in zip(missing, results)}
+                     for k, a in zip(missing, results, strict=True)}
             self.cache.put_many(fresh)
             found.update(fresh)
         return [found[k] for k in keys]

@@ -27,7 +27,7 @@ def summarize_detections(labels: list[str], scores: list[float], box_threshold: 
     if not labels:
         return f"no objects detected above threshold {box_threshold:g}"
     groups: dict[str, list[float]] = {}
-    for label, score in zip(labels, scores):
+    for label, score in zip(labels, scores, strict=True):
         groups.setdefault(label or "(unnamed)", []).append(float(score))
     order = sorted(groups.items(), key=lambda kv: (-len(kv[1]), -max(kv[1]), kv[0]))
     parts = []

@@ -81,9 +81,9 @@ SPECS: dict[str, SpecialistSpec] = {
             score_range=(-1.0, 1.0),
             higher_better=True,
             meaning=(
-                "cosine similarity of ArcFace embeddings of the largest face in the source and in the edit "
-                "(1 = same identity, around 0 or below = a different person); 'no face detected' when a face "
-                "is missing"
+                "cosine similarity of face-recognition embeddings (ArcFace by default) of the largest face in "
+                "the source and in the edit (1 = same face; deepface reads ArcFace similarity below 0.32 as a "
+                "different person); 'no face detected' when a face is missing"
             ),
             default_model="ArcFace",
             extra="faces",
