@@ -335,7 +335,7 @@ def ensure_venv(which: str, create: bool) -> Path:
         if not create:
             raise SystemExit(f"{py} missing: run with --create-venvs (pip installs {' '.join(reqs)})")
         VENVS.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["python3.11", "-m", "venv", str(VENVS / name)], check=True)
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS / name)], check=True)  # Python 3.11 here
         subprocess.run([str(py), "-m", "pip", "install", "-q", *reqs], check=True)
     return py
 

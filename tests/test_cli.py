@@ -112,6 +112,8 @@ def test_foreign_model_free_text_through_cli(tmp_path, data):
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root)}, "--model", "dummy", "--model_args",
                            "response=After comparing both. Final answer: Image 1", "--tasks", "psr,imagereward_pair,aigiqa")
     assert results is not None, log[-3000:]
+    assert "psr: 5 annotated sets; 1 dropped (mode < 50% of votes or < 2 votes ahead" in log
+    assert "1 dropped (mode is 'tie'); 3 kept" in log
     for task in ("psr", "imagereward_pair"):
         labels = [d["label"] for d in docs[task]]
         assert metric(results, task, "n_scored") == len(labels)

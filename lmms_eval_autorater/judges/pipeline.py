@@ -41,7 +41,7 @@ class ApiCompleter:
 
     def stats(self) -> dict:
         """Calls, cache hits, retries, failures and tokens of this run."""
-        return self.runner.stats
+        return self.runner.stats()
 
 
 class LocalCompleter:

@@ -112,3 +112,10 @@ def generic_prompt_text(doc: dict) -> str:
     label = "Edit request" if doc["task_kind"] == "editing" else "Request"
     return (f"{task_text(doc['task_kind'], doc['paradigm'])}\nThe images are given in this order: {order}.\n"
             f"{label}: {doc['request']}\n{contract.FORMAT_INSTRUCTIONS[kind]}")
+
+
+def tool_menu(codes: list[str]) -> str:
+    """The Auto pass's menu: one line per applicable specialist (code, name, what it measures)."""
+    from lmms_eval_autorater.specialists.registry import SPECS
+
+    return "\n".join(f"- {c} ({SPECS[c].name}): {SPECS[c].measures}" for c in codes)

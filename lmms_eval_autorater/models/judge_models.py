@@ -89,7 +89,8 @@ class AutoraterJudgeBase(lmms):
             return Judge(completer, tools=[], swap=self.swap)
         from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
         from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
-        from lmms_eval_autorater.specialists.registry import applicable, tool_menu
+        from lmms_eval_autorater.judges.prompts import tool_menu
+        from lmms_eval_autorater.specialists.registry import applicable
         from lmms_eval_autorater.specialists.render import render_assessments
 
         cache = None
