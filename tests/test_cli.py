@@ -202,3 +202,33 @@ def test_unknown_model_argument_is_named(tmp_path, data):
                            "--model_args", "base_url=http://127.0.0.1:9/v1,model=x,tool=all", "--tasks", "psr")
     assert results is None
     assert "unknown model argument(s) tool" in log
+
+
+def test_internvl_judge_through_cli_with_tiny_model(tmp_path, data):
+    """autorater_internvl on a tiny random InternVL saved to a folder: the path a user runs, end to end.
+
+    A random model writes gibberish, so every doc must come out as a counted parse failure
+    (editing: three images per turn; generation: two), and a rerun is answered from the cache.
+    """
+    from tests.test_internvl_backend import _build_tiny_internvl
+
+    root, docs = data
+    model_dir = tmp_path / "tiny-internvl"
+    _build_tiny_internvl(model_dir)
+    env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
+    args = ("--model", "autorater_internvl", "--model_args",
+            f"pretrained={model_dir},max_new_tokens=8,max_patches=1", "--batch_size", "2",
+            "--tasks", "psr,imagereward_pair")
+    results, log = run_cli(tmp_path, env, *args)
+    assert results is not None, log[-3000:]
+    for task in ("psr", "imagereward_pair"):
+        n = len(docs[task])
+        assert metric(results, task, "parse_failures") + metric(results, task, "n_scored") == n
+        assert metric(results, task, "api_failures") == 0
+    sample_file = next((tmp_path / "out0").rglob("*_samples_psr.jsonl"))
+    resp = json.loads(sample_file.read_text().splitlines()[0])["filtered_resps"]
+    envelope = json.loads(resp[0] if isinstance(resp, list) else resp)
+    assert envelope["meta"]["model"] == "tiny-internvl" and envelope["meta"]["usage"]["prompt_tokens"] > 0
+    again, log = run_cli(tmp_path, env, *args)
+    assert again is not None, log[-3000:]
+    assert again["results"]["psr"] == results["results"]["psr"]
