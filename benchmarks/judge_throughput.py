@@ -14,16 +14,13 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-# a top-level ``tests`` package shipped by latex2sympy2 shadows ours: import the server by path
-sys.path.insert(0, str(REPO / "tests"))
-
-from openai_server import OpenAIServer  # noqa: E402
+sys.path.insert(0, str(REPO))  # ahead of site-packages: latex2sympy2 ships a top-level ``tests`` too
 
 from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend  # noqa: E402
 from lmms_eval_autorater.judges.cache import ResponseCache  # noqa: E402
 from lmms_eval_autorater.judges.runner import CallRunner  # noqa: E402
 from lmms_eval_autorater.judges.types import ChatImage, ChatPrompt, Completion  # noqa: E402
+from tests.openai_server import OpenAIServer  # noqa: E402
 
 SCHEMA = {
     "type": "object",

@@ -23,6 +23,9 @@ MODELS: dict[str, str] = {
     "autorater_gemini": "lmms_eval_autorater.models.judge_models:AutoraterGemini",
     "autorater_openai": "lmms_eval_autorater.models.judge_models:AutoraterOpenAICompatible",
     "autorater_internvl": "lmms_eval_autorater.models.judge_models:AutoraterInternVL",
+    "hpsv3": "lmms_eval_autorater.models.baseline_models:HPSv3Model",
+    "imagereward": "lmms_eval_autorater.models.baseline_models:ImageRewardModel",
+    "qsit": "lmms_eval_autorater.models.baseline_models:QSiTModel",
 }
 
 #: Names our tasks and group register; built-in lmms-eval names win silently, so we check.

@@ -19,10 +19,6 @@ import pytest
 
 pytest.importorskip("openai")
 
-# a top-level ``tests`` package shipped by latex2sympy2 shadows this folder: import by path
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from openai_server import Fault, OpenAIServer, default_responder, image_urls, prompt_text  # noqa: E402
-
 from lmms_eval_autorater.judges.backends.openai_api import (  # noqa: E402
     MissingAPIKeyError,
     OpenAIChatBackend,
@@ -31,6 +27,7 @@ from lmms_eval_autorater.judges.backends.openai_api import (  # noqa: E402
 from lmms_eval_autorater.judges.cache import ResponseCache  # noqa: E402
 from lmms_eval_autorater.judges.runner import CallRunner, parse_retry_after  # noqa: E402
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion  # noqa: E402
+from tests.openai_server import Fault, OpenAIServer, default_responder, image_urls, prompt_text  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV = "AUTORATER_TEST_OPENAI_KEY"
@@ -330,9 +327,7 @@ def test_duplicate_keys_are_asked_once(server, key_env):
 
 CLIENT = textwrap.dedent(
     """
-    import sys
-    sys.path.insert(0, {tests!r})
-    from test_openai_backend import keyed, make_prompt
+    from tests.test_openai_backend import keyed, make_prompt
     from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
     from lmms_eval_autorater.judges.cache import ResponseCache
     from lmms_eval_autorater.judges.runner import CallRunner
@@ -350,9 +345,7 @@ def test_kill_and_resume_requests_only_the_missing(key_env, tmp_path):
     cache_path = tmp_path / "responses.sqlite"
     cache = ResponseCache(cache_path)  # created up front, so polling only reads
     with OpenAIServer(api_key=SECRET, latency=0.15) as srv:
-        script = CLIENT.format(
-            tests=str(Path(__file__).parent), url=srv.url, env=KEY_ENV, cache=str(cache_path), n=n
-        )
+        script = CLIENT.format(url=srv.url, env=KEY_ENV, cache=str(cache_path), n=n)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(REPO), env=env)
         try:

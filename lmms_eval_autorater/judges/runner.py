@@ -57,6 +57,8 @@ class CallRunner:
     An empty answer (``text == ""``: null content, a filtered reply) is re-asked ``retry_empty``
     times (default once: such answers are often transient), then returned as is and NOT cached, so
     the parser counts it as a parse failure and a later rerun gets another chance.
+    ``Retry-After`` is honoured up to ``retry_after_max`` seconds (guards against absurd values).
+    Unexpected exceptions from ``call_fn`` become a non-retryable ``BackendError`` for that prompt.
     """
 
     def __init__(

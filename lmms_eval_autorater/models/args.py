@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 SPECIALIST_CODES = ("GD", "AE", "PA", "QS", "DF", "DS")
 
 

@@ -8,13 +8,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from loguru import logger
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
+from loguru import logger
 
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.types import JudgeRequest
-from lmms_eval_autorater.models.args import SPECIALIST_CODES, ModelArgError, as_bool, as_float, as_int, parse_tools
+from lmms_eval_autorater.models.args import (
+    SPECIALIST_CODES,
+    ModelArgError,
+    as_bool,
+    as_float,
+    as_int,
+    parse_tools,
+)
 
 #: accepted by every judge model (lmms-eval itself passes batch_size, max_batch_size, device)
 COMMON_ARGS = {"tools", "swap", "cache", "cache_dir", "specialist_device", "specialist_batch_size", "batch_size",
@@ -88,8 +95,8 @@ class AutoraterJudgeBase(lmms):
         if not self.tools:
             return Judge(completer, tools=[], swap=self.swap)
         from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
-        from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
         from lmms_eval_autorater.judges.prompts import tool_menu
+        from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
         from lmms_eval_autorater.specialists.registry import applicable
         from lmms_eval_autorater.specialists.render import render_assessments
 

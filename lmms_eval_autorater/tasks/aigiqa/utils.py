@@ -12,7 +12,14 @@ import csv
 from pathlib import Path
 
 from lmms_eval_autorater.images import IMAGE_SUFFIXES
-from lmms_eval_autorater.tasks.common import DataError, check_paths_exist, data_dir, hub_snapshot, log_construction, make_doc
+from lmms_eval_autorater.tasks.common import (
+    DataError,
+    check_paths_exist,
+    data_dir,
+    hub_snapshot,
+    log_construction,
+    make_doc,
+)
 
 HUB_CSV_REPO = "strawhat/aigciqa-20k"
 MODELSCOPE_IMAGES = "lcysyzxdxc/AIGCQA-30K-Image"

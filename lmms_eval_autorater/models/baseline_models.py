@@ -1,0 +1,123 @@
+"""lmms-eval models of the Table 2 baselines: ``hpsv3``, ``imagereward``, ``qsit``.
+
+Each scores every candidate image against the request: pointwise tasks get the score, pairwise
+tasks the image with the higher score (equal scores are a tie, handled by the task's tie policy).
+The raw scores go into the envelope, so they appear in the logged samples.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lmms_eval.api.instance import Instance
+from lmms_eval.api.model import lmms
+from loguru import logger
+
+from lmms_eval_autorater.judges.envelope import encode_verdict
+from lmms_eval_autorater.judges.types import Verdict
+from lmms_eval_autorater.models.args import ModelArgError, as_int
+from lmms_eval_autorater.models.judge_models import doc_to_request
+
+
+class BaselineScorerModel(lmms):
+    """Shared wrapper: collect every candidate of every doc, score them in batches, compare."""
+
+    is_simple = True
+    ALLOWED: set[str] = {"device", "batch_size", "max_batch_size"}
+    NAME = "baseline"
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__()
+        unknown = sorted(set(kwargs) - self.ALLOWED)
+        if unknown:
+            raise ModelArgError(f"{self.NAME}: unknown model argument(s) {', '.join(unknown)}; "
+                                f"accepted: {', '.join(sorted(self.ALLOWED))}")
+        self.args = kwargs
+        self.batch_size = as_int("batch_size", kwargs.get("batch_size") or 8, 1)
+        self.device_arg = kwargs.get("device") or None
+        self.scorer = self.build_scorer()
+
+    def build_scorer(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, prompts: list[str], images: list[str]) -> list[float]:
+        """One score per (prompt, image reference)."""
+        return list(self.scorer.score(prompts, images))
+
+    def generate_until(self, requests: list[Instance]) -> list[str]:
+        """Score each candidate once; pairwise: the higher score wins, equal scores are a tie (0)."""
+        reqs = []
+        for inst in requests:
+            _, _, _, doc_id, task, split = inst.args
+            reqs.append(doc_to_request(self.task_dict[task][split][doc_id], task, doc_id))
+        unique: dict[tuple[str, str], int] = {}
+        for r in reqs:
+            for ref in r.candidates:
+                unique.setdefault((r.request, ref), len(unique))
+        keys = list(unique)
+        scores = self.score([p for p, _ in keys], [ref for _, ref in keys])
+        logger.info(f"{self.NAME}: scored {len(keys)} images for {len(reqs)} docs")
+        out = []
+        for r in reqs:
+            s = [float(scores[unique[(r.request, ref)]]) for ref in r.candidates]
+            meta = {"model": self.NAME, "scores": s}
+            if r.paradigm == "pointwise":
+                v = Verdict(status="ok", score=s[0], meta=meta)
+            else:
+                v = Verdict(status="ok", preferred=1 if s[0] > s[1] else 2 if s[1] > s[0] else 0, meta=meta)
+            out.append(encode_verdict(v, r.paradigm))
+        return out
+
+    def loglikelihood(self, requests):
+        raise NotImplementedError(f"{self.NAME} scores images; loglikelihood tasks are not supported")
+
+    def generate_until_multi_round(self, requests):
+        raise NotImplementedError(f"{self.NAME} does not support multi-round generation")
+
+
+class HPSv3Model(BaselineScorerModel):
+    """``hpsv3``: HPSv3 (Qwen2-VL + reward head), score = the head's mu."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "base_model", "local_files_only", "dtype"}
+    NAME = "hpsv3"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.hpsv3 import HPSv3Scorer
+
+        return HPSv3Scorer(checkpoint=self.args.get("checkpoint", "MizzenAI/HPSv3"),
+                           base_model=self.args.get("base_model", "Qwen/Qwen2-VL-7B-Instruct"),
+                           device=self.device_arg, batch_size=self.batch_size,
+                           local_files_only=self.args.get("local_files_only"), dtype=self.args.get("dtype"))
+
+
+class ImageRewardModel(BaselineScorerModel):
+    """``imagereward``: ImageReward (BLIP + MLP head), z-normalised reward as upstream."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "med_config", "tokenizer", "local_files_only", "dtype"}
+    NAME = "imagereward"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
+
+        return ImageRewardScorer(checkpoint=self.args.get("checkpoint", "THUDM/ImageReward"),
+                                 med_config=self.args.get("med_config"),
+                                 tokenizer=self.args.get("tokenizer", "bert-base-uncased"),
+                                 device=self.device_arg, batch_size=self.batch_size,
+                                 local_files_only=self.args.get("local_files_only"), dtype=self.args.get("dtype"))
+
+
+class QSiTModel(BaselineScorerModel):
+    """``qsit``: Q-SiT quality score 0..1 (the QS specialist's recipe; the request is not used)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"pretrained", "local_files_only", "dtype"}
+    NAME = "qsit"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.specialists.qs import QSiTScorer
+
+        return QSiTScorer(pretrained=self.args.get("pretrained", "zhangzicheng/q-sit"), device=self.device_arg,
+                          dtype=self.args.get("dtype"), batch_size=self.batch_size,
+                          local_files_only=self.args.get("local_files_only"))
+
+    def score(self, prompts: list[str], images: list[str]) -> list[float]:
+        return list(self.scorer.score(images))

@@ -1,0 +1,62 @@
+"""The baselines (imagereward, hpsv3, qsit) through the real lmms-eval CLI on the four tasks (tiny weights)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.test_cli import TASKS, data, metric, run_cli  # noqa: F401  (data is a fixture)
+from tests.test_specialists_llava import qsit_folder, qsit_tokenizer  # noqa: F401  (fixtures)
+
+pytestmark = pytest.mark.slow
+FIX = Path(__file__).parent / "fixtures" / "parity"
+
+
+def _check_all_scored(results, docs):
+    for task in TASKS:
+        assert metric(results, task, "n_scored") == len(docs[task]), task
+        assert metric(results, task, "parse_failures") == 0 and metric(results, task, "api_failures") == 0
+
+
+def test_imagereward_cli_matches_its_scorer(tmp_path, data):  # noqa: F811
+    from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
+
+    root, docs = data
+    ir = FIX / "imagereward"
+    args = ("--model", "imagereward", "--model_args",
+            f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
+            "--tasks", "autorater_bench")
+    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
+    assert results is not None, log[-3000:]
+    _check_all_scored(results, docs)
+    scorer = ImageRewardScorer(ir / "ImageReward.pt", tokenizer=str(ir / "bert-base-uncased"), device="cpu")
+    pair = docs["imagereward_pair"]
+    s1 = scorer.score([d["request"] for d in pair], [d["image_1"] for d in pair])
+    s2 = scorer.score([d["request"] for d in pair], [d["image_2"] for d in pair])
+    preds = [1 if a > b else 2 if b > a else 0 for a, b in zip(s1, s2)]
+    expected = sum(p == d["label"] for p, d in zip(preds, pair)) / len(pair)
+    assert metric(results, "imagereward_pair", "accuracy") == pytest.approx(expected)
+    sample_file = next((tmp_path / "out0").rglob("*_samples_imagereward_pair.jsonl"))
+    resp = json.loads(sample_file.read_text().splitlines()[0])["filtered_resps"]
+    envelope = json.loads(resp[0] if isinstance(resp, list) else resp)
+    assert len(envelope["meta"]["scores"]) == 2
+
+
+def test_hpsv3_cli(tmp_path, data):  # noqa: F811
+    root, docs = data
+    hps = FIX / "hpsv3"
+    args = ("--model", "hpsv3", "--model_args", f"checkpoint={hps / 'HPSv3.safetensors'},base_model={hps / 'base'},device=cpu",
+            "--tasks", "autorater_bench")
+    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
+    assert results is not None, log[-3000:]
+    _check_all_scored(results, docs)
+
+
+def test_qsit_cli(tmp_path, data, qsit_folder):  # noqa: F811
+    root, docs = data
+    args = ("--model", "qsit", "--model_args", f"pretrained={qsit_folder},device=cpu", "--tasks", "autorater_bench")
+    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
+    assert results is not None, log[-3000:]
+    _check_all_scored(results, docs)
