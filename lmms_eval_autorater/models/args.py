@@ -60,3 +60,11 @@ def parse_tools(value) -> str | list[str]:
     if len(set(codes)) != len(codes):
         raise ModelArgError(f"model argument tools={text!r}: a code is repeated")
     return [c for c in SPECIALIST_CODES if c in codes]
+
+
+def check_known(model: str, kwargs: dict, allowed: set[str]) -> None:
+    """Reject unknown ``--model_args`` keys, naming them and listing the accepted ones."""
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ModelArgError(f"{model}: unknown model argument(s) {', '.join(unknown)}; "
+                            f"accepted: {', '.join(sorted(allowed))}")

@@ -15,7 +15,7 @@ from loguru import logger
 
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.types import Verdict
-from lmms_eval_autorater.models.args import ModelArgError, as_int
+from lmms_eval_autorater.models.args import as_int, check_known
 from lmms_eval_autorater.models.judge_models import doc_to_request
 
 
@@ -28,10 +28,7 @@ class BaselineScorerModel(lmms):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        unknown = sorted(set(kwargs) - self.ALLOWED)
-        if unknown:
-            raise ModelArgError(f"{self.NAME}: unknown model argument(s) {', '.join(unknown)}; "
-                                f"accepted: {', '.join(sorted(self.ALLOWED))}")
+        check_known(self.NAME, kwargs, self.ALLOWED)
         self.args = kwargs
         self.batch_size = as_int("batch_size", kwargs.get("batch_size") or 8, 1)
         self.device_arg = kwargs.get("device") or None

@@ -20,6 +20,7 @@ from lmms_eval_autorater.models.args import (
     as_bool,
     as_float,
     as_int,
+    check_known,
     parse_tools,
 )
 
@@ -57,10 +58,7 @@ class AutoraterJudgeBase(lmms):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        unknown = sorted(set(kwargs) - self.ALLOWED)
-        if unknown:
-            raise ModelArgError(f"{type(self).__name__}: unknown model argument(s) {', '.join(unknown)}; "
-                                f"accepted: {', '.join(sorted(self.ALLOWED))}")
+        check_known(type(self).__name__, kwargs, self.ALLOWED)
         self.args = kwargs
         self.tools = parse_tools(kwargs.get("tools", "none"))
         self.swap = as_bool("swap", kwargs.get("swap", False))
