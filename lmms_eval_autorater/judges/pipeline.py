@@ -82,10 +82,15 @@ class LocalCompleter:
 
 
 class SpecialistAssessor:
-    """``assess`` for ``Judge``: each candidate of each request through a cached, batched specialist pool."""
+    """``assess`` for ``Judge``: each candidate of each request through a cached, batched specialist pool.
 
-    def __init__(self, pool: Any) -> None:
+    ``Judge`` calls it once per specialist code with every request that needs it, so a specialist
+    runs once over all docs (batched), then is released.
+    """
+
+    def __init__(self, pool: Any, release_after: bool = True) -> None:
         self.pool = pool
+        self.release_after = release_after
 
     def __call__(self, code: str, reqs: list[JudgeRequest]) -> list[tuple[Assessment, ...]]:
         from lmms_eval_autorater.specialists.base import SpecialistInput
@@ -96,6 +101,8 @@ class SpecialistAssessor:
                 items.append(SpecialistInput(req.request, cand, req.source))
                 owners.append((j, k))
         results = self.pool.assess(code, items)
+        if self.release_after:  # one specialist in memory at a time (all six and an 8B judge fit one GPU in turn)
+            self.pool.release(code)
         per_req: list[list[Assessment]] = [[] for _ in reqs]
         for (j, k), a in zip(owners, results):
             per_req[j].append(replace(a, candidate=k))

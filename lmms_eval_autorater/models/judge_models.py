@@ -69,6 +69,8 @@ class AutoraterJudgeBase(lmms):
         self.specialist_device = kwargs.get("specialist_device")
         self.specialist_batch_size = as_int("specialist_batch_size", kwargs.get("specialist_batch_size", 8), 1)
         self._judge = None
+        self.completer = None
+        self.pool = None
 
     # -- pieces ---------------------------------------------------------------------------------
     def response_cache(self):
@@ -84,19 +86,9 @@ class AutoraterJudgeBase(lmms):
     def build_completer(self):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def build_judge(self):
-        """The judge with its backend and, where tools are used, the cached specialist pool."""
-        from lmms_eval_autorater.judges.judge import Judge
-
-        completer = self.build_completer()
-        self.completer = completer
-        if not self.tools:
-            return Judge(completer, tools=[], swap=self.swap)
-        from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
-        from lmms_eval_autorater.judges.prompts import tool_menu
+    def build_pool(self):
+        """The cached specialist pool (specialists load lazily, one at a time)."""
         from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
-        from lmms_eval_autorater.specialists.registry import applicable
-        from lmms_eval_autorater.specialists.render import render_assessments
 
         cache = None
         if self.use_cache:
@@ -106,8 +98,25 @@ class AutoraterJudgeBase(lmms):
         kwargs_by_code = {c: {"model": m} for c, m in self.specialist_kwargs.items()}
         for code in SPECIALIST_CODES:
             kwargs_by_code.setdefault(code, {})["batch_size"] = self.specialist_batch_size
-        self.pool = SpecialistPool(kwargs_by_code, device=self.specialist_device, cache=cache)
-        return Judge(completer, tools=self.tools, swap=self.swap, assess=SpecialistAssessor(self.pool),
+        return SpecialistPool(kwargs_by_code, device=self.specialist_device, cache=cache)
+
+    def build_judge(self, tools: str | list[str] | None = None):
+        """The judge for ``tools`` (default: the model argument); backend and pool are built once and shared."""
+        from lmms_eval_autorater.judges.judge import Judge
+
+        tools = self.tools if tools is None else tools
+        if self.completer is None:
+            self.completer = self.build_completer()
+        if not tools:
+            return Judge(self.completer, tools=[], swap=self.swap)
+        from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
+        from lmms_eval_autorater.judges.prompts import tool_menu
+        from lmms_eval_autorater.specialists.registry import applicable
+        from lmms_eval_autorater.specialists.render import render_assessments
+
+        if self.pool is None:
+            self.pool = self.build_pool()
+        return Judge(self.completer, tools=tools, swap=self.swap, assess=SpecialistAssessor(self.pool),
                      render=render_assessments, applicable=applicable, tool_menu=tool_menu)
 
     # -- lmms-eval API ----------------------------------------------------------------------------

@@ -1,0 +1,166 @@
+"""Grid search over specialist subsets (the "Grid" rows of Table 2).
+
+For one judge and one task, every subset of 1..3 applicable specialists is evaluated (41 for
+editing, 14 for generation). Each specialist runs once per unique input (a first pass fills the
+assessment cache, one specialist at a time); the judge's answers are cached by content, so a rerun
+makes no call at all. Metrics come from the same functions the lmms-eval tasks use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from itertools import combinations
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lmms_eval_autorater.judges.envelope import encode_verdict
+from lmms_eval_autorater.tasks.common import pairwise_record, pointwise_record
+
+TASKS_DIR = Path(__file__).resolve().parent / "tasks"
+GRID_TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
+
+
+def subsets(codes: list[str], max_size: int = 3) -> list[tuple[str, ...]]:
+    """Every subset of ``codes`` of size 1..``max_size``, in registry order."""
+    return [c for k in range(1, max_size + 1) for c in combinations(codes, k)]
+
+
+def task_builder(task: str) -> tuple[str, str]:
+    """(builder ``module:function``, paradigm) from the task's YAML metadata."""
+    if task not in GRID_TASKS:
+        raise ValueError(f"unknown task {task!r}; the grid runs on {', '.join(GRID_TASKS)}")
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
+    meta = yaml.load((TASKS_DIR / task / f"{task}.yaml").read_text(), Loader=Loader)["metadata"]
+    return meta["builder"], meta["paradigm"]
+
+
+@dataclass
+class GridRow:
+    """One subset's result."""
+
+    subset: tuple[str, ...]
+    metric: float
+    ci_low: float
+    ci_high: float
+    n_scored: int
+    parse_failures: int
+    api_failures: int
+
+
+@dataclass
+class GridResult:
+    """The ranked rows plus the counts that show nothing ran twice."""
+
+    task: str
+    metric_name: str
+    rows: list[GridRow]
+    n_docs: int
+    specialist_invocations: dict[str, int] = field(default_factory=dict)
+    unique_inputs: dict[str, int] = field(default_factory=dict)
+    judge_calls: int = 0
+    judge_cache_hits: int = 0
+
+    @property
+    def best(self) -> GridRow | None:
+        return self.rows[0] if self.rows and not math.isnan(self.rows[0].metric) else None
+
+    def table(self) -> str:
+        """A ranked text table; the best subset is marked with '*' (Table 2's subscript)."""
+        head = f"{'rank':>5}  {'subset':<12} {self.metric_name:>9}  {'95% CI':<17} {'scored':>6} {'parse_fail':>10} {'api_fail':>8}"
+        lines = [f"grid search on {self.task}: {len(self.rows)} subsets, {self.n_docs} docs", head]
+        for i, r in enumerate(self.rows, start=1):
+            mark = "*" if i == 1 and self.best is not None else " "
+            lines.append(f"{mark}{i:>4}  {'+'.join(r.subset):<12} {r.metric:>9.4f}  [{r.ci_low:.4f}, {r.ci_high:.4f}] "
+                         f"{r.n_scored:>6} {r.parse_failures:>10} {r.api_failures:>8}")
+        lines.append(f"specialist invocations: {self.specialist_invocations} (unique inputs: {self.unique_inputs}); "
+                     f"judge calls: {self.judge_calls}, judge cache hits: {self.judge_cache_hits}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"task": self.task, "metric": self.metric_name, "n_docs": self.n_docs,
+                "best": "+".join(self.best.subset) if self.best else None,
+                "rows": [{**r.__dict__, "subset": "+".join(r.subset)} for r in self.rows],
+                "specialist_invocations": self.specialist_invocations, "unique_inputs": self.unique_inputs,
+                "judge_calls": self.judge_calls, "judge_cache_hits": self.judge_cache_hits}
+
+
+def _summary(paradigm: str, records: list[dict], n_resamples: int) -> tuple[float, float, float, dict]:
+    from lmms_eval_autorater.metrics import summarize_pairwise, summarize_pointwise
+
+    if paradigm == "pairwise":
+        s = summarize_pairwise(records, n_resamples=n_resamples)
+        return s["accuracy"], s["accuracy_ci_low"], s["accuracy_ci_high"], s
+    s = summarize_pointwise(records, n_resamples=n_resamples)
+    return s["pearson"], s["pearson_ci_low"], s["pearson_ci_high"], s
+
+
+def count_unique_inputs(code: str, reqs: list) -> int:
+    """Distinct inputs of one specialist over the requests (what its invocations must equal, cold)."""
+    from lmms_eval_autorater.images import image_sha256, read_image_bytes
+    from lmms_eval_autorater.specialists.registry import SPECS
+
+    spec = SPECS[code]
+    sha = {}
+
+    def h(ref: str) -> str:
+        if ref not in sha:
+            sha[ref] = image_sha256(read_image_bytes(ref))
+        return sha[ref]
+
+    return len({(r.request if spec.uses_request else None, h(c), h(r.source) if spec.uses_source and r.source else None)
+                for r in reqs for c in r.candidates})
+
+
+def run_grid(model: Any, task: str, *, max_size: int = 3, limit: int | None = None, n_resamples: int = 1000,
+             docs: list[dict] | None = None) -> GridResult:
+    """Evaluate every subset for ``model`` (an AutoRater judge model instance) on ``task``."""
+    import importlib
+
+    from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
+    from lmms_eval_autorater.models.judge_models import doc_to_request
+    from lmms_eval_autorater.specialists.registry import applicable
+
+    builder, paradigm = task_builder(task)
+    if docs is None:
+        module, func = builder.split(":")
+        docs = list(getattr(importlib.import_module(module), func)())
+    if limit is not None:
+        docs = docs[:limit]
+    if not docs:
+        raise ValueError(f"task {task!r} has no docs")
+    reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
+    codes = applicable(reqs[0].task_kind)
+    model.build_judge(codes)  # builds the shared backend and specialist pool
+    pool = model.pool
+    assessor = SpecialistAssessor(pool)
+    for code in codes:  # one pass per specialist over all docs, then it is released
+        assessor(code, reqs)
+    unique = {code: count_unique_inputs(code, reqs) for code in codes}
+    record_fn = pairwise_record if paradigm == "pairwise" else pointwise_record
+    rows = []
+    for subset in subsets(codes, max_size):
+        judge = model.build_judge(list(subset))
+        verdicts = judge.judge_all(reqs)
+        records = [record_fn(d, [encode_verdict(v, paradigm)]) for d, v in zip(docs, verdicts)]
+        value, low, high, s = _summary(paradigm, records, n_resamples)
+        rows.append(GridRow(subset, value, low, high, int(s["n_scored"]), int(s["parse_failures"]),
+                            int(s["api_failures"])))
+    rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
+    stats = model.completer.stats()
+    return GridResult(task=task, metric_name="accuracy" if paradigm == "pairwise" else "pearson", rows=rows,
+                      n_docs=len(docs), specialist_invocations=dict(pool.invocations), unique_inputs=unique,
+                      judge_calls=int(stats.get("calls_made", 0)), judge_cache_hits=int(stats.get("cache_hits", 0)))
+
+
+def write(result: GridResult, path: str | Path) -> None:
+    """Save the grid as JSON."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(result.to_json(), indent=2))
