@@ -157,8 +157,12 @@ def test_judge_through_cli_metrics_and_cached_rerun(tmp_path, data):
         again, log = run_cli(tmp_path, env, *args)
         assert again is not None, log[-3000:]
         assert server.request_count == before
+        usage = {"prompt_tokens,none", "completion_tokens,none", "cost_usd,none"}
         for task in TASKS:
-            assert again["results"][task] == results["results"][task]
+            same = {k: v for k, v in results["results"][task].items() if k not in usage}
+            assert {k: v for k, v in again["results"][task].items() if k not in usage} == same
+            assert metric(results, task, "prompt_tokens") > 0 and metric(results, task, "completion_tokens") > 0
+            assert metric(again, task, "prompt_tokens") == 0  # this run spent nothing: all from the cache
 
 
 def test_faults_through_cli_are_never_wrong_answers(tmp_path, data):

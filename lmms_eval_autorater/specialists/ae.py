@@ -36,6 +36,7 @@ from lmms_eval_autorater.specialists.base import (
     missing_dependency,
 )
 from lmms_eval_autorater.specialists.qs import resolve_device, resolve_dtype, resolve_local_files_only, to_pil
+from lmms_eval_autorater.specialists.registry import SPECS
 from lmms_eval_autorater.specialists.types import Assessment
 
 DEFAULT_AE_MODEL = "qyuan/AesMMIT_LLaVA_v1.5_7b_240325"
@@ -50,18 +51,8 @@ AE_QUESTION = (
 AE_MAX_NEW_TOKENS = 200
 IMAGE_TOKEN = "<image>"
 
-SPEC = SpecialistSpec(
-    code="AE",
-    name="AesExpert",
-    measures="aesthetics: lighting, composition, color and fidelity, as a written critique",
-    applies_to=("generation", "editing"),
-    score_range=None,
-    higher_better=None,
-    meaning="an aesthetic critique of the image (lighting, composition, color, fidelity) by AesExpert",
-    default_model=DEFAULT_AE_MODEL,
-    extra="specialists",
-    class_path="lmms_eval_autorater.specialists.ae:AesExpert",
-)
+#: the registry holds the one spec (what the judge reads and what keys the cache)
+SPEC = SPECS["AE"]
 
 #: A chat template for the converted processor (LLaVA-1.5 ``USER: <image>\n... ASSISTANT:``), for users'
 #: convenience; ``AesExpert`` builds its prompt with ``llava_v1_prompt`` instead.

@@ -29,6 +29,7 @@ from lmms_eval_autorater.specialists.base import (
     SpecialistSpec,
     missing_dependency,
 )
+from lmms_eval_autorater.specialists.registry import SPECS
 from lmms_eval_autorater.specialists.types import Assessment
 
 QSIT_PROMPT = (
@@ -51,18 +52,8 @@ LLAVA_OV_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-SPEC = SpecialistSpec(
-    code="QS",
-    name="Q-SiT",
-    measures="technical image quality (clarity, noise, exposure, artifacts)",
-    applies_to=("generation", "editing"),
-    score_range=(0.0, 1.0),
-    higher_better=True,
-    meaning="Q-SiT quality score: 0 = bad, 0.25 = poor, 0.5 = fair, 0.75 = good, 1 = excellent",
-    default_model=DEFAULT_QSIT_MODEL,
-    extra="specialists",
-    class_path="lmms_eval_autorater.specialists.qs:QSiT",
-)
+#: the registry holds the one spec (what the judge reads and what keys the cache)
+SPEC = SPECS["QS"]
 
 
 def quality_from_logits(logits: Sequence[float], weights: Sequence[float] = QSIT_WEIGHTS) -> float:

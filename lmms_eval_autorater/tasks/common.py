@@ -100,6 +100,7 @@ def pairwise_record(doc: dict, results: Sequence[str]) -> dict:
         "status": out.status,
         "flipped": out.meta.get("swap_flipped"),
         "usage": out.meta.get("usage"),
+        "cached": bool(out.meta.get("cached")),
     }
 
 
@@ -115,6 +116,7 @@ def pointwise_record(doc: dict, results: Sequence[str]) -> dict:
         "pred": float(out.value) if out.status == "ok" else None,
         "status": out.status,
         "usage": out.meta.get("usage"),
+        "cached": bool(out.meta.get("cached")),
     }
 
 
@@ -128,6 +130,8 @@ PAIRWISE_METRICS = (
     "predicted_ties",
     "flip_rate",
     "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
 )
 POINTWISE_METRICS = (
     "pearson",
@@ -139,7 +143,12 @@ POINTWISE_METRICS = (
     "parse_failures",
     "api_failures",
     "cost_usd",
+    "prompt_tokens",
+    "completion_tokens",
 )
+
+
+USAGE_METRICS = ("cost_usd", "prompt_tokens", "completion_tokens")
 
 
 def process_pairwise(doc: dict, results: Sequence[str]) -> dict:
@@ -174,8 +183,10 @@ def _pointwise_summary(frozen: tuple) -> dict:
     return summarize_pointwise(records)
 
 
-def _cost(records: list[dict]) -> float:
-    return float(sum((r.get("usage") or {}).get("cost_usd", 0.0) or 0.0 for r in records))
+def _usage_sum(records: list[dict], key: str) -> float:
+    """What this run spent: one usage field (USD, prompt or completion tokens) summed over docs answered
+    by the backend in this run; answers read from the cache cost nothing (their own usage stays in the samples)."""
+    return float(sum((r.get("usage") or {}).get(key, 0.0) or 0.0 for r in records if not r.get("cached")))
 
 
 def _flip_rate(records: list[dict]) -> float:
@@ -187,8 +198,8 @@ def pairwise_aggregation(name: str) -> Callable[[list[dict]], float]:
     """The aggregation function of metric ``name`` for pairwise tasks (summaries are computed once)."""
 
     def aggregate(records: list[dict]) -> float:
-        if name == "cost_usd":
-            return _cost(records)
+        if name in USAGE_METRICS:
+            return _usage_sum(records, name)
         if name == "flip_rate":
             return _flip_rate(records)
         summary = _pairwise_summary(_freeze(records, ("label", "pred", "status", "group")))
@@ -202,8 +213,8 @@ def pointwise_aggregation(name: str) -> Callable[[list[dict]], float]:
     """The aggregation function of metric ``name`` for pointwise tasks."""
 
     def aggregate(records: list[dict]) -> float:
-        if name == "cost_usd":
-            return _cost(records)
+        if name in USAGE_METRICS:
+            return _usage_sum(records, name)
         summary = _pointwise_summary(_freeze(records, ("target", "pred", "status", "group")))
         return float(summary[name])
 
