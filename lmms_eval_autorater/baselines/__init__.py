@@ -208,3 +208,12 @@ def load_into_meta_model(model, state_dict: dict, device: str, dtype, *, keep_fl
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise CheckpointError(f"{what}: tensors left unloaded: {left[:5]}")
+
+
+def empty_cuda_cache() -> None:
+    """Return freed GPU memory to the driver after a model is dropped (no-op without torch or CUDA)."""
+    import sys
+
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -34,6 +34,7 @@ from typing import Any
 
 from lmms_eval_autorater.baselines import (
     CheckpointError,
+    empty_cuda_cache,
     load_into_meta_model,
     load_state_dict,
     open_image,
@@ -226,13 +227,7 @@ class HPSv3Scorer:
         """Free the model and its device memory."""
         self.model = None
         self.processor = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        empty_cuda_cache()
 
     def score(self, prompts: list[str], images: list[Any]) -> list[float]:
         """One reward (mu) per (prompt, image) pair; images are ``PIL.Image`` objects or reference strings."""

@@ -38,6 +38,7 @@ from typing import Any
 
 from lmms_eval_autorater.baselines import (
     CheckpointError,
+    empty_cuda_cache,
     load_into_meta_model,
     load_state_dict,
     open_image,
@@ -287,13 +288,7 @@ class ImageRewardScorer:
         """Free the model and its device memory."""
         self.model = None
         self.tokenizer = None
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        empty_cuda_cache()
 
     # -- scoring ---------------------------------------------------------------------------------
 
