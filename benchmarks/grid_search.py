@@ -32,25 +32,38 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        make_psr(root, [{"id": f"s{i}", "votes": ["1", "1", "1"] if i % 2 else ["2", "2", "2"]} for i in range(args.sets)])
+        make_psr(
+            root,
+            [
+                {"id": f"s{i}", "votes": ["1", "1", "1"] if i % 2 else ["2", "2", "2"]}
+                for i in range(args.sets)
+            ],
+        )
         os.environ["AUTORATER_DATA_DIR"] = str(root)
         from lmms_eval_autorater.tasks.psr.utils import build_docs
 
         docs = build_docs()
         with OpenAIServer(latency=args.latency) as server:
             for label in ("cold", "warm"):
-                model = AutoraterOpenAICompatible(base_url=server.url, model="judge", cache_dir=str(root / "cache"),
-                                                  concurrency=args.concurrency)
-                model.pool = SpecialistPool(cache=AssessmentCache(root / "cache" / "assessments.sqlite"),
-                                            factory=fakes.fake_factory)
+                model = AutoraterOpenAICompatible(
+                    base_url=server.url,
+                    model="judge",
+                    cache_dir=str(root / "cache"),
+                    concurrency=args.concurrency,
+                )
+                model.pool = SpecialistPool(
+                    cache=AssessmentCache(root / "cache" / "assessments.sqlite"), factory=fakes.fake_factory
+                )
                 before = server.request_count
                 start = time.perf_counter()
                 result = run_grid(model, "psr", docs=docs, n_resamples=200)
                 wall = time.perf_counter() - start
-                print(f"{label}: {len(result.rows)} subsets x {len(docs)} docs in {wall:.2f} s; "
-                      f"judge requests {server.request_count - before} (cache hits {result.judge_cache_hits}); "
-                      f"specialist invocations {sum(result.specialist_invocations.values())} "
-                      f"(unique inputs {sum(result.unique_inputs.values())}; per code {result.specialist_invocations})")
+                print(
+                    f"{label}: {len(result.rows)} subsets x {len(docs)} docs in {wall:.2f} s; "
+                    f"judge requests {server.request_count - before} (cache hits {result.judge_cache_hits}); "
+                    f"specialist invocations {sum(result.specialist_invocations.values())} "
+                    f"(unique inputs {sum(result.unique_inputs.values())}; per code {result.specialist_invocations})"
+                )
                 if label == "cold":
                     assert result.specialist_invocations == result.unique_inputs
                 else:

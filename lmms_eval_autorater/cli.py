@@ -33,7 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     grid.add_argument("--model_args", default="", help="as for lmms-eval, without tools=")
     grid.add_argument("--task", required=True, help="psr, imagereward_pair, imagereward_point or aigiqa")
     grid.add_argument("--max_size", type=int, default=3)
-    grid.add_argument("--limit", type=int, default=None, help="first N docs only (for trials, not for results)")
+    grid.add_argument(
+        "--limit", type=int, default=None, help="first N docs only (for trials, not for results)"
+    )
     grid.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
     grid.add_argument("--output", default=None, help="write the ranked grid as JSON here")
     args = parser.parse_args(argv)
@@ -41,7 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     from lmms_eval_autorater.grid import run_grid, write
 
     model = make_model(args.model, args.model_args)
-    result = run_grid(model, args.task, max_size=args.max_size, limit=args.limit, n_resamples=args.n_resamples)
+    result = run_grid(
+        model, args.task, max_size=args.max_size, limit=args.limit, n_resamples=args.n_resamples
+    )
     print(result.table())
     if args.output:
         write(result, args.output)

@@ -78,18 +78,28 @@ class GridResult:
         lines = [f"grid search on {self.task}: {len(self.rows)} subsets, {self.n_docs} docs", head]
         for i, r in enumerate(self.rows, start=1):
             mark = "*" if i == 1 and self.best is not None else " "
-            lines.append(f"{mark}{i:>4}  {'+'.join(r.subset):<12} {r.metric:>9.4f}  [{r.ci_low:.4f}, {r.ci_high:.4f}] "
-                         f"{r.n_scored:>6} {r.parse_failures:>10} {r.api_failures:>8}")
-        lines.append(f"specialist invocations: {self.specialist_invocations} (unique inputs: {self.unique_inputs}); "
-                     f"judge calls: {self.judge_calls}, judge cache hits: {self.judge_cache_hits}")
+            lines.append(
+                f"{mark}{i:>4}  {'+'.join(r.subset):<12} {r.metric:>9.4f}  [{r.ci_low:.4f}, {r.ci_high:.4f}] "
+                f"{r.n_scored:>6} {r.parse_failures:>10} {r.api_failures:>8}"
+            )
+        lines.append(
+            f"specialist invocations: {self.specialist_invocations} (unique inputs: {self.unique_inputs}); "
+            f"judge calls: {self.judge_calls}, judge cache hits: {self.judge_cache_hits}"
+        )
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {"task": self.task, "metric": self.metric_name, "n_docs": self.n_docs,
-                "best": "+".join(self.best.subset) if self.best else None,
-                "rows": [{**r.__dict__, "subset": "+".join(r.subset)} for r in self.rows],
-                "specialist_invocations": self.specialist_invocations, "unique_inputs": self.unique_inputs,
-                "judge_calls": self.judge_calls, "judge_cache_hits": self.judge_cache_hits}
+        return {
+            "task": self.task,
+            "metric": self.metric_name,
+            "n_docs": self.n_docs,
+            "best": "+".join(self.best.subset) if self.best else None,
+            "rows": [{**r.__dict__, "subset": "+".join(r.subset)} for r in self.rows],
+            "specialist_invocations": self.specialist_invocations,
+            "unique_inputs": self.unique_inputs,
+            "judge_calls": self.judge_calls,
+            "judge_cache_hits": self.judge_cache_hits,
+        }
 
 
 def _summary(paradigm: str, records: list[dict], n_resamples: int) -> tuple[float, float, float, dict]:
@@ -115,12 +125,28 @@ def count_unique_inputs(code: str, reqs: list) -> int:
             sha[ref] = image_sha256(read_image_bytes(ref))
         return sha[ref]
 
-    return len({(r.request if spec.uses_request else None, h(c), h(r.source) if spec.uses_source and r.source else None)
-                for r in reqs for c in r.candidates})
+    return len(
+        {
+            (
+                r.request if spec.uses_request else None,
+                h(c),
+                h(r.source) if spec.uses_source and r.source else None,
+            )
+            for r in reqs
+            for c in r.candidates
+        }
+    )
 
 
-def run_grid(model: Any, task: str, *, max_size: int = 3, limit: int | None = None, n_resamples: int = 1000,
-             docs: list[dict] | None = None) -> GridResult:
+def run_grid(
+    model: Any,
+    task: str,
+    *,
+    max_size: int = 3,
+    limit: int | None = None,
+    n_resamples: int = 1000,
+    docs: list[dict] | None = None,
+) -> GridResult:
     """Evaluate every subset for ``model`` (an AutoRater judge model instance) on ``task``."""
     import importlib
 
@@ -151,13 +177,23 @@ def run_grid(model: Any, task: str, *, max_size: int = 3, limit: int | None = No
         verdicts = judge.judge_all(reqs)
         records = [record_fn(d, [encode_verdict(v, paradigm)]) for d, v in zip(docs, verdicts)]
         value, low, high, s = _summary(paradigm, records, n_resamples)
-        rows.append(GridRow(subset, value, low, high, int(s["n_scored"]), int(s["parse_failures"]),
-                            int(s["api_failures"])))
+        rows.append(
+            GridRow(
+                subset, value, low, high, int(s["n_scored"]), int(s["parse_failures"]), int(s["api_failures"])
+            )
+        )
     rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
     stats = model.completer.stats()
-    return GridResult(task=task, metric_name="accuracy" if paradigm == "pairwise" else "pearson", rows=rows,
-                      n_docs=len(docs), specialist_invocations=dict(pool.invocations), unique_inputs=unique,
-                      judge_calls=int(stats.get("calls_made", 0)), judge_cache_hits=int(stats.get("cache_hits", 0)))
+    return GridResult(
+        task=task,
+        metric_name="accuracy" if paradigm == "pairwise" else "pearson",
+        rows=rows,
+        n_docs=len(docs),
+        specialist_invocations=dict(pool.invocations),
+        unique_inputs=unique,
+        judge_calls=int(stats.get("calls_made", 0)),
+        judge_cache_hits=int(stats.get("cache_hits", 0)),
+    )
 
 
 def write(result: GridResult, path: str | Path) -> None:

@@ -12,6 +12,7 @@ import json
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -26,6 +27,21 @@ def default_cache_dir() -> Path:
     """``$AUTORATER_CACHE_DIR`` or ``~/.cache/lmms_eval_autorater``."""
     env = os.environ.get("AUTORATER_CACHE_DIR")
     return Path(env) if env else Path.home() / ".cache" / "lmms_eval_autorater"
+
+
+def _set_wal(con: sqlite3.Connection, wait: float = 60.0) -> None:
+    """Switch to WAL. Switching needs a moment of exclusive access and SQLite answers "database is
+    locked" at once (no busy wait) when another process opens the same new file at that instant, as
+    ranks of a data-parallel run do; so retry for up to ``wait`` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class SqliteStore:
@@ -49,7 +65,7 @@ class SqliteStore:
         con = getattr(self._local, "con", None)
         if con is None:
             con = sqlite3.connect(self.path, timeout=60, isolation_level=None, check_same_thread=False)
-            con.execute("PRAGMA journal_mode=WAL")
+            _set_wal(con)
             con.execute("PRAGMA synchronous=NORMAL")
             self._local.con = con
         return con

@@ -43,7 +43,9 @@ def manifests() -> list:
     except Exception as exc:  # never raise here: a failing entry point hides every later one
         from loguru import logger
 
-        logger.warning(f"lmms-eval-autorater: could not add its task folder ({exc}); use --include_path {TASKS_DIR}")
+        logger.warning(
+            f"lmms-eval-autorater: could not add its task folder ({exc}); use --include_path {TASKS_DIR}"
+        )
     out = []
     for model_id, path in MODELS.items():
         module, cls = path.split(":")
@@ -65,7 +67,11 @@ def add_task_dir_to_lmms_eval() -> None:
     original = TaskManager.initialize_tasks
 
     def initialize_tasks(self, include_path=None, include_defaults=True):
-        paths = [] if include_path is None else ([include_path] if isinstance(include_path, str) else list(include_path))
+        paths = (
+            []
+            if include_path is None
+            else ([include_path] if isinstance(include_path, str) else list(include_path))
+        )
         if not any(os.path.realpath(p) == os.path.realpath(TASKS_DIR) for p in paths):
             paths.append(TASKS_DIR)
         index = original(self, include_path=paths, include_defaults=include_defaults)

@@ -39,8 +39,10 @@ SEED = 20240611
 TOLERANCE = 1e-4
 
 VENV_SPECS = {
-    "imagereward": ("ir", ["torch==2.14.1", "transformers==4.55.4", "image-reward==1.5", "openai-clip",
-                           "setuptools<81"]),
+    "imagereward": (
+        "ir",
+        ["torch==2.14.1", "transformers==4.55.4", "image-reward==1.5", "openai-clip", "setuptools<81"],
+    ),
     "hpsv3": ("hps", ["torch==2.14.1", "transformers==4.45.2", "hpsv3==1.0.0", "matplotlib", "tensorboard"]),
 }
 
@@ -64,14 +66,32 @@ IMAGES = [
 
 # ImageReward tiny sizes (upstream hard-codes ViT-L/16 and MLP(768): the runner rebinds both)
 IR_VIT = {"width": 64, "depth": 2, "patch": 14, "mlp_ratio": 3.0, "image_size": 224}
-IR_TEXT = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64,
-           "max_position_embeddings": 40}
+IR_TEXT = {
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "max_position_embeddings": 40,
+}
 
 # HPSv3 tiny Qwen2-VL
 HPS_BPE_VOCAB = 512
-QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>",
-                "<|box_start|>", "<|box_end|>", "<|quad_start|>", "<|quad_end|>", "<|vision_start|>",
-                "<|vision_end|>", "<|vision_pad|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_SPECIAL = [
+    "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|object_ref_start|>",
+    "<|object_ref_end|>",
+    "<|box_start|>",
+    "<|box_end|>",
+    "<|quad_start|>",
+    "<|quad_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|vision_pad|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 QWEN2VL_CHAT_TEMPLATE = (
     "{% set image_count = namespace(value=0) %}{% set video_count = namespace(value=0) %}{% for message in "
     "messages %}{% if loop.first and message['role'] != 'system' %}<|im_start|>system\nYou are a helpful "
@@ -111,22 +131,52 @@ def write_images(folder: Path) -> None:
 def write_bert_tokenizer(folder: Path) -> None:
     """A tiny uncased WordPiece vocabulary, as a ``bert-base-uncased`` folder (upstream loads it by that name)."""
     folder.mkdir(parents=True, exist_ok=True)
-    words = sorted({w for p in PROMPTS for w in p.lower().replace(";", " ").replace(",", " ").replace("!", " ")
-                    .replace("&", " ").split() if w.isascii() and w.isalpha()})
+    words = sorted(
+        {
+            w
+            for p in PROMPTS
+            for w in p.lower().replace(";", " ").replace(",", " ").replace("!", " ").replace("&", " ").split()
+            if w.isascii() and w.isalpha()
+        }
+    )
     chars = list("abcdefghijklmnopqrstuvwxyz0123456789")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *".,;:!?&'-", *chars, *[f"##{c}" for c in chars],
-             "猫", *words]
+    vocab = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        *".,;:!?&'-",
+        *chars,
+        *[f"##{c}" for c in chars],
+        "猫",
+        *words,
+    ]
     (folder / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n")
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}, indent=1))
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {"do_lower_case": True, "model_max_length": 512, "tokenizer_class": "BertTokenizer"}, indent=1
+        )
+    )
 
 
 def write_med_config(path: Path, vocab_size: int) -> None:
     """BLIP's ``med_config.json`` layout with tiny sizes."""
-    cfg = {"architectures": ["BertModel"], "attention_probs_dropout_prob": 0.1, "hidden_act": "gelu",
-           "hidden_dropout_prob": 0.1, "initializer_range": 0.02, "layer_norm_eps": 1e-12, "model_type": "bert",
-           "pad_token_id": 0, "type_vocab_size": 2, "vocab_size": vocab_size, "encoder_width": 768,
-           "add_cross_attention": True, **IR_TEXT}
+    cfg = {
+        "architectures": ["BertModel"],
+        "attention_probs_dropout_prob": 0.1,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12,
+        "model_type": "bert",
+        "pad_token_id": 0,
+        "type_vocab_size": 2,
+        "vocab_size": vocab_size,
+        "encoder_width": 768,
+        "add_cross_attention": True,
+        **IR_TEXT,
+    }
     path.write_text(json.dumps(cfg, indent=1))
 
 
@@ -135,48 +185,118 @@ def write_qwen2vl_base(folder: Path, corpus: list[str]) -> dict:
     from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 
     folder.mkdir(parents=True, exist_ok=True)
-    regex = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-             r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+    regex = (
+        r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+        r"|\s*[\r\n]+|\s+(?!\S)|\s+"
+    )
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Split(Regex(regex), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+        ]
+    )
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=HPS_BPE_VOCAB, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-                                  show_progress=False, min_frequency=1)
+    trainer = trainers.BpeTrainer(
+        vocab_size=HPS_BPE_VOCAB,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+        min_frequency=1,
+    )
     tok.train_from_iterator(corpus, trainer=trainer)
     tok.model.save(str(folder))  # vocab.json + merges.txt
     vocab = json.loads((folder / "vocab.json").read_text())
     n = len(vocab)
     ids = {t: n + i for i, t in enumerate(QWEN_SPECIAL)}
-    added = {str(i): {"content": t, "lstrip": False, "normalized": False, "rstrip": False, "single_word": False,
-                      "special": True} for t, i in ids.items()}
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "add_prefix_space": False, "added_tokens_decoder": added,
-        "additional_special_tokens": QWEN_SPECIAL[1:], "bos_token": None, "chat_template": QWEN2VL_CHAT_TEMPLATE,
-        "clean_up_tokenization_spaces": False, "eos_token": "<|im_end|>", "errors": "replace",
-        "model_max_length": 32768, "pad_token": "<|endoftext|>", "padding_side": "left",
-        "split_special_tokens": False, "tokenizer_class": "Qwen2Tokenizer", "unk_token": None}, indent=1))
+    added = {
+        str(i): {
+            "content": t,
+            "lstrip": False,
+            "normalized": False,
+            "rstrip": False,
+            "single_word": False,
+            "special": True,
+        }
+        for t, i in ids.items()
+    }
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "add_prefix_space": False,
+                "added_tokens_decoder": added,
+                "additional_special_tokens": QWEN_SPECIAL[1:],
+                "bos_token": None,
+                "chat_template": QWEN2VL_CHAT_TEMPLATE,
+                "clean_up_tokenization_spaces": False,
+                "eos_token": "<|im_end|>",
+                "errors": "replace",
+                "model_max_length": 32768,
+                "pad_token": "<|endoftext|>",
+                "padding_side": "left",
+                "split_special_tokens": False,
+                "tokenizer_class": "Qwen2Tokenizer",
+                "unk_token": None,
+            },
+            indent=1,
+        )
+    )
     (folder / "chat_template.json").write_text(json.dumps({"chat_template": QWEN2VL_CHAT_TEMPLATE}, indent=1))
-    (folder / "preprocessor_config.json").write_text(json.dumps({
-        "min_pixels": 3136, "max_pixels": 12845056, "patch_size": 14, "temporal_patch_size": 2, "merge_size": 2,
-        "image_mean": [0.48145466, 0.4578275, 0.40821073], "image_std": [0.26862954, 0.26130258, 0.27577711],
-        "image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2VLProcessor"}, indent=1))
+    (folder / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "min_pixels": 3136,
+                "max_pixels": 12845056,
+                "patch_size": 14,
+                "temporal_patch_size": 2,
+                "merge_size": 2,
+                "image_mean": [0.48145466, 0.4578275, 0.40821073],
+                "image_std": [0.26862954, 0.26130258, 0.27577711],
+                "image_processor_type": "Qwen2VLImageProcessor",
+                "processor_class": "Qwen2VLProcessor",
+            },
+            indent=1,
+        )
+    )
     config = {
-        "architectures": ["Qwen2VLForConditionalGeneration"], "attention_dropout": 0.0,
-        "bos_token_id": ids["<|endoftext|>"], "eos_token_id": ids["<|im_end|>"],
-        "vision_start_token_id": ids["<|vision_start|>"], "vision_end_token_id": ids["<|vision_end|>"],
-        "vision_token_id": ids["<|vision_pad|>"], "image_token_id": ids["<|image_pad|>"],
-        "video_token_id": ids["<|video_pad|>"], "hidden_act": "silu", "hidden_size": 64,
-        "initializer_range": 0.02, "intermediate_size": 128, "max_position_embeddings": 32768,
-        "max_window_layers": 2, "model_type": "qwen2_vl", "num_attention_heads": 4, "num_hidden_layers": 2,
-        "num_key_value_heads": 2, "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": 32768,
-        "tie_word_embeddings": False, "torch_dtype": "float32", "transformers_version": "4.41.2",
-        "use_cache": True, "use_sliding_window": False,
-        "vision_config": {"depth": 2, "embed_dim": 32, "mlp_ratio": 4, "num_heads": 4, "in_chans": 3,
-                          "hidden_size": 64, "patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2},
+        "architectures": ["Qwen2VLForConditionalGeneration"],
+        "attention_dropout": 0.0,
+        "bos_token_id": ids["<|endoftext|>"],
+        "eos_token_id": ids["<|im_end|>"],
+        "vision_start_token_id": ids["<|vision_start|>"],
+        "vision_end_token_id": ids["<|vision_end|>"],
+        "vision_token_id": ids["<|vision_pad|>"],
+        "image_token_id": ids["<|image_pad|>"],
+        "video_token_id": ids["<|video_pad|>"],
+        "hidden_act": "silu",
+        "hidden_size": 64,
+        "initializer_range": 0.02,
+        "intermediate_size": 128,
+        "max_position_embeddings": 32768,
+        "max_window_layers": 2,
+        "model_type": "qwen2_vl",
+        "num_attention_heads": 4,
+        "num_hidden_layers": 2,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-06,
+        "rope_theta": 1000000.0,
+        "sliding_window": 32768,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "transformers_version": "4.41.2",
+        "use_cache": True,
+        "use_sliding_window": False,
+        "vision_config": {
+            "depth": 2,
+            "embed_dim": 32,
+            "mlp_ratio": 4,
+            "num_heads": 4,
+            "in_chans": 3,
+            "hidden_size": 64,
+            "patch_size": 14,
+            "spatial_merge_size": 2,
+            "temporal_patch_size": 2,
+        },
         "rope_scaling": {"type": "mrope", "mrope_section": [2, 3, 3]},
         # larger than the tokenizer, like the real model (HPSv3 shrinks the embeddings to the tokenizer + 1)
         "vocab_size": n + len(QWEN_SPECIAL) + 60,
@@ -186,6 +306,7 @@ def write_qwen2vl_base(folder: Path, corpus: list[str]) -> dict:
 
 
 # -- upstream side (runs in the upstream venvs) ------------------------------------------------------
+
 
 def _draw(state_dict: dict, seed: int) -> dict:
     """Seeded values for every tensor of an upstream state dict (sorted keys), scaled to keep activations O(1)."""
@@ -226,8 +347,14 @@ def run_upstream_imagereward(folder: Path, images: Path) -> dict:
 
     def tiny_create_vit(vit, image_size, use_grad_checkpointing=False, ckpt_layer=0, drop_path_rate=0):
         v = IR_VIT
-        enc = VisionTransformer(img_size=v["image_size"], patch_size=v["patch"], embed_dim=v["width"],
-                                depth=v["depth"], num_heads=v["width"] // 64, mlp_ratio=v["mlp_ratio"])
+        enc = VisionTransformer(
+            img_size=v["image_size"],
+            patch_size=v["patch"],
+            embed_dim=v["width"],
+            depth=v["depth"],
+            num_heads=v["width"] // 64,
+            mlp_ratio=v["mlp_ratio"],
+        )
         return enc, v["width"]
 
     class TinyMLP(ir_mod.MLP):
@@ -286,13 +413,21 @@ def run_upstream_hpsv3(folder: Path, images: Path) -> dict:
     shutil.copy(work / "w" / "model.safetensors", base / "model.safetensors")
     cfg = yaml.safe_load((Path(_MODEL_CONFIG_PATH) / "HPSv3_7B.yaml").read_text())
     # CPU fixture: float32 everywhere (the shipped bf16 autocast on the head is CUDA-only)
-    cfg.update({"model_name_or_path": str(base), "bf16": False, "torch_dtype": "float32",
-                "disable_flash_attn2": True, "output_dir": str(work / "out")})
+    cfg.update(
+        {
+            "model_name_or_path": str(base),
+            "bf16": False,
+            "torch_dtype": "float32",
+            "disable_flash_attn2": True,
+            "output_dir": str(work / "out"),
+        }
+    )
     yaml_path = work / "HPSv3_cpu.yaml"
     yaml_path.write_text(yaml.safe_dump(cfg))
 
     (_d, training_args, model_config, lora_config), _ = parse_args_with_yaml(
-        (DataConfig, TrainingConfig, ModelConfig, PEFTLoraConfig), str(yaml_path), is_train=False)
+        (DataConfig, TrainingConfig, ModelConfig, PEFTLoraConfig), str(yaml_path), is_train=False
+    )
     skeleton, _processor, _ = create_model_and_processor(model_config, lora_config, training_args)
     sd = _draw(skeleton.state_dict(), SEED + 1)
     ckpt = folder / "HPSv3.safetensors"
@@ -305,13 +440,23 @@ def run_upstream_hpsv3(folder: Path, images: Path) -> dict:
         for i, path in enumerate(paths):
             batch = inf.prepare_batch([path], [PROMPTS[i]])
             out = inf.reward([path], [PROMPTS[i]])
-            cases.append({"prompt": PROMPTS[i], "image": f"images/{IMAGES[i][0]}", "score": float(out[0][0]),
-                          "sigma": float(out[0][1]), "input_ids": batch["input_ids"][0].tolist(),
-                          "image_grid_thw": batch["image_grid_thw"][0].tolist()})
+            cases.append(
+                {
+                    "prompt": PROMPTS[i],
+                    "image": f"images/{IMAGES[i][0]}",
+                    "score": float(out[0][0]),
+                    "sigma": float(out[0][1]),
+                    "input_ids": batch["input_ids"][0].tolist(),
+                    "image_grid_thw": batch["image_grid_thw"][0].tolist(),
+                }
+            )
         batched = inf.reward(paths, PROMPTS)
     shutil.rmtree(work, ignore_errors=True)
-    return {"cases": cases, "batched_scores": [float(r[0]) for r in batched],
-            "reward_token_id": int(inf.processor.tokenizer.convert_tokens_to_ids("<|Reward|>"))}
+    return {
+        "cases": cases,
+        "batched_scores": [float(r[0]) for r in batched],
+        "reward_token_id": int(inf.processor.tokenizer.convert_tokens_to_ids("<|Reward|>")),
+    }
 
 
 def upstream_main(which: str, out: Path) -> None:
@@ -319,14 +464,18 @@ def upstream_main(which: str, out: Path) -> None:
 
     folder = FIXTURES / which
     images = FIXTURES / "images"
-    result = run_upstream_imagereward(folder, images) if which == "imagereward" else run_upstream_hpsv3(folder,
-                                                                                                        images)
+    result = (
+        run_upstream_imagereward(folder, images)
+        if which == "imagereward"
+        else run_upstream_hpsv3(folder, images)
+    )
     pkgs = ["torch", "transformers", "image-reward" if which == "imagereward" else "hpsv3"]
     result["upstream"] = {p: md.version(p) for p in pkgs}
     out.write_text(json.dumps(result))
 
 
 # -- driver (project venv) ---------------------------------------------------------------------------
+
 
 def ensure_venv(which: str, create: bool) -> Path:
     name, reqs = VENV_SPECS[which]
@@ -361,19 +510,31 @@ def build(which: list[str], create: bool) -> None:
         py = ensure_venv(name, create)
         with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
             tmp = Path(fh.name)
-        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "CUDA_VISIBLE_DEVICES": "",
-               "OMP_NUM_THREADS": "2", "PYTHONNOUSERSITE": "1"}
-        subprocess.run([str(py), str(Path(__file__).resolve()), "--upstream", name, "--out", str(tmp)],
-                       check=True, env=env, cwd=str(FIXTURES))
+        env = {
+            **os.environ,
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "CUDA_VISIBLE_DEVICES": "",
+            "OMP_NUM_THREADS": "2",
+            "PYTHONNOUSERSITE": "1",
+        }
+        subprocess.run(
+            [str(py), str(Path(__file__).resolve()), "--upstream", name, "--out", str(tmp)],
+            check=True,
+            env=env,
+            cwd=str(FIXTURES),
+        )
         result = json.loads(tmp.read_text())
         tmp.unlink()
         ckpt = FIXTURES / name / ("ImageReward.pt" if name == "imagereward" else "HPSv3.safetensors")
-        result.update({
-            "tolerance_abs": TOLERANCE,
-            "checkpoint": ckpt.relative_to(FIXTURES).as_posix(),
-            "checkpoint_sha256_16": _sha(ckpt),
-            "regenerate": "python scripts/make_parity_fixtures.py --create-venvs",
-        })
+        result.update(
+            {
+                "tolerance_abs": TOLERANCE,
+                "checkpoint": ckpt.relative_to(FIXTURES).as_posix(),
+                "checkpoint_sha256_16": _sha(ckpt),
+                "regenerate": "python scripts/make_parity_fixtures.py --create-venvs",
+            }
+        )
         (FIXTURES / f"{name}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
         print(f"{name}: {[round(c['score'], 6) for c in result['cases']]}")
 

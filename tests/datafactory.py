@@ -31,8 +31,17 @@ def make_psr(root: Path, sets: list[dict]) -> Path:
             rel = f"images/{s['id']}_{role}.png"
             (folder / rel).write_bytes(image_bytes(3 * k + j))
             names.append(rel)
-        lines.append(json.dumps({"id": s["id"], "request": s.get("request", f"edit {k}"), "source": names[0],
-                                 "edits": names[1:], "votes": s["votes"]}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": s["id"],
+                    "request": s.get("request", f"edit {k}"),
+                    "source": names[0],
+                    "edits": names[1:],
+                    "votes": s["votes"],
+                }
+            )
+        )
     (folder / "annotations.jsonl").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -52,9 +61,19 @@ def make_imagereward(root: Path, prompts: list[dict], zipped: bool = True) -> Pa
         for rank, rating in zip(p["ranks"], p["ratings"]):
             name = f"{p['id']}-{n:04d}.webp"
             files[name] = image_bytes(n, "WEBP")
-            rows.append({"image_path": f"images/test/test_1/{name}", "prompt_id": p["id"], "prompt": p["prompt"],
-                         "classification": "x", "image_amount_in_total": len(p["ranks"]), "rank": rank,
-                         "overall_rating": rating, "image_text_alignment_rating": rating, "fidelity_rating": rating})
+            rows.append(
+                {
+                    "image_path": f"images/test/test_1/{name}",
+                    "prompt_id": p["id"],
+                    "prompt": p["prompt"],
+                    "classification": "x",
+                    "image_amount_in_total": len(p["ranks"]),
+                    "rank": rank,
+                    "overall_rating": rating,
+                    "image_text_alignment_rating": rating,
+                    "fidelity_rating": rating,
+                }
+            )
             n += 1
     pd.DataFrame(rows).to_parquet(folder / "metadata-test.parquet")
     if zipped:
@@ -67,7 +86,9 @@ def make_imagereward(root: Path, prompts: list[dict], zipped: bool = True) -> Pa
     return folder
 
 
-def make_aigiqa(root: Path, items: list[tuple[str, str, float]], test_names: list[str], header: bool = True) -> Path:
+def make_aigiqa(
+    root: Path, items: list[tuple[str, str, float]], test_names: list[str], header: bool = True
+) -> Path:
     """``root/aigiqa`` with data.csv (name, prompt, mos), info_test.csv and images/."""
     import csv
 
@@ -93,17 +114,23 @@ def make_aigiqa(root: Path, items: list[tuple[str, str, float]], test_names: lis
 
 def standard_data(root: Path) -> Path:
     """All four datasets, small, under one AUTORATER_DATA_DIR; returns root."""
-    make_psr(root, [
-        {"id": "s1", "votes": ["1", "1", "1", "2"]},          # 3-1: kept, label 1
-        {"id": "s2", "votes": ["2", "2", "2", "1", "tie"]},   # 3-1-1: kept, label 2
-        {"id": "s3", "votes": ["1", "1", "1", "2", "2"]},     # 3-2: dropped
-        {"id": "s4", "votes": ["tie", "tie", "tie", "1"]},    # tie mode: dropped
-        {"id": "s5", "votes": ["2", "2", "2", "2", "1"]},     # 4-1: kept, label 2
-    ])
-    make_imagereward(root, [
-        {"id": "p1", "prompt": "a red cube", "ranks": [1, 2, 2, 3], "ratings": [6, 4, 5, 2]},
-        {"id": "p2", "prompt": "a blue ball", "ranks": [2, 1, 3], "ratings": [3, 7, 1]},
-    ])
+    make_psr(
+        root,
+        [
+            {"id": "s1", "votes": ["1", "1", "1", "2"]},  # 3-1: kept, label 1
+            {"id": "s2", "votes": ["2", "2", "2", "1", "tie"]},  # 3-1-1: kept, label 2
+            {"id": "s3", "votes": ["1", "1", "1", "2", "2"]},  # 3-2: dropped
+            {"id": "s4", "votes": ["tie", "tie", "tie", "1"]},  # tie mode: dropped
+            {"id": "s5", "votes": ["2", "2", "2", "2", "1"]},  # 4-1: kept, label 2
+        ],
+    )
+    make_imagereward(
+        root,
+        [
+            {"id": "p1", "prompt": "a red cube", "ranks": [1, 2, 2, 3], "ratings": [6, 4, 5, 2]},
+            {"id": "p2", "prompt": "a blue ball", "ranks": [2, 1, 3], "ratings": [3, 7, 1]},
+        ],
+    )
     names = [f"SDXL_{i:04d}.png" for i in range(6)]
     make_aigiqa(root, [(n, f"prompt {i % 3}", 1.0 + 0.5 * i) for i, n in enumerate(names)], names[:4])
     return root

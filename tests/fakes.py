@@ -24,7 +24,9 @@ class _Brightness(Specialist):
             img = load_image(it.image)
             value = sum(img.convert("L").getdata()) / (255.0 * img.width * img.height)
             text = f"object x1 ({value:.2f})" if self.spec.score_range is None else None
-            out.append(Assessment(self.spec.code, value=None if text else value, text=text, version=self.version))
+            out.append(
+                Assessment(self.spec.code, value=None if text else value, text=text, version=self.version)
+            )
         return out
 
 

@@ -25,9 +25,14 @@ def test_imagereward_cli_matches_its_scorer(tmp_path, data):  # noqa: F811
 
     root, docs = data
     ir = FIX / "imagereward"
-    args = ("--model", "imagereward", "--model_args",
-            f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
-            "--tasks", "autorater_bench")
+    args = (
+        "--model",
+        "imagereward",
+        "--model_args",
+        f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
+        "--tasks",
+        "autorater_bench",
+    )
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
@@ -47,8 +52,14 @@ def test_imagereward_cli_matches_its_scorer(tmp_path, data):  # noqa: F811
 def test_hpsv3_cli(tmp_path, data):  # noqa: F811
     root, docs = data
     hps = FIX / "hpsv3"
-    args = ("--model", "hpsv3", "--model_args", f"checkpoint={hps / 'HPSv3.safetensors'},base_model={hps / 'base'},device=cpu",
-            "--tasks", "autorater_bench")
+    args = (
+        "--model",
+        "hpsv3",
+        "--model_args",
+        f"checkpoint={hps / 'HPSv3.safetensors'},base_model={hps / 'base'},device=cpu",
+        "--tasks",
+        "autorater_bench",
+    )
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
@@ -56,7 +67,14 @@ def test_hpsv3_cli(tmp_path, data):  # noqa: F811
 
 def test_qsit_cli(tmp_path, data, qsit_folder):  # noqa: F811
     root, docs = data
-    args = ("--model", "qsit", "--model_args", f"pretrained={qsit_folder},device=cpu", "--tasks", "autorater_bench")
+    args = (
+        "--model",
+        "qsit",
+        "--model_args",
+        f"pretrained={qsit_folder},device=cpu",
+        "--tasks",
+        "autorater_bench",
+    )
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)

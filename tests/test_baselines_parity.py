@@ -45,21 +45,26 @@ def _two_threads():
 
 @pytest.fixture(scope="module")
 def ir_scorer() -> ImageRewardScorer:
-    return ImageRewardScorer(IR_DIR / "ImageReward.pt", tokenizer=str(IR_DIR / "bert-base-uncased"),
-                             device="cpu", batch_size=2).load()
+    return ImageRewardScorer(
+        IR_DIR / "ImageReward.pt", tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu", batch_size=2
+    ).load()
 
 
 @pytest.fixture(scope="module")
 def hps_scorer() -> HPSv3Scorer:
-    return HPSv3Scorer(HPS_DIR / "HPSv3.safetensors", base_model=str(HPS_DIR / "base"), device="cpu",
-                       batch_size=3).load()
+    return HPSv3Scorer(
+        HPS_DIR / "HPSv3.safetensors", base_model=str(HPS_DIR / "base"), device="cpu", batch_size=3
+    ).load()
 
 
 # -- ImageReward ------------------------------------------------------------------------------------
 
+
 def test_imagereward_tokens_match_upstream(ir_scorer):
     for case in _load("imagereward")["cases"]:
-        ids = ir_scorer.tokenizer(case["prompt"], padding="max_length", truncation=True, max_length=35).input_ids
+        ids = ir_scorer.tokenizer(
+            case["prompt"], padding="max_length", truncation=True, max_length=35
+        ).input_ids
         assert ids == case["input_ids"], case["prompt"]
 
 
@@ -82,17 +87,34 @@ def test_imagereward_vit_size_read_from_tensors(ir_scorer, tmp_path):
     """A checkpoint whose ViT differs from the fixture's (and from ViT-L) in width, depth, patch, MLP and input size."""
     sd = torch.load(IR_DIR / "ImageReward.pt", map_location="cpu", weights_only=True)
     cfg = vision_config_from_state_dict(sd)  # the parity fixture itself: width 64, depth 2, patch 14, MLP x3
-    assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["patch_size"], cfg["num_attention_heads"],
-            cfg["intermediate_size"], cfg["image_size"]) == (64, 2, 14, 1, 192, 224)
+    assert (
+        cfg["hidden_size"],
+        cfg["num_hidden_layers"],
+        cfg["patch_size"],
+        cfg["num_attention_heads"],
+        cfg["intermediate_size"],
+        cfg["image_size"],
+    ) == (64, 2, 14, 1, 192, 224)
     g = torch.Generator().manual_seed(0)
     width, depth, patch, mlp, side = 128, 3, 8, 160, 6
     sd = {k: v for k, v in sd.items() if not k.startswith("blip.visual_encoder.")}
-    vit = {"cls_token": (1, 1, width), "pos_embed": (1, side * side + 1, width),
-           "patch_embed.proj.weight": (width, 3, patch, patch), "patch_embed.proj.bias": (width,),
-           "norm.weight": (width,), "norm.bias": (width,)}
+    vit = {
+        "cls_token": (1, 1, width),
+        "pos_embed": (1, side * side + 1, width),
+        "patch_embed.proj.weight": (width, 3, patch, patch),
+        "patch_embed.proj.bias": (width,),
+        "norm.weight": (width,),
+        "norm.bias": (width,),
+    }
     for i in range(depth):
-        for n, shape in {"norm1": (width,), "norm2": (width,), "attn.qkv": (3 * width, width),
-                         "attn.proj": (width, width), "mlp.fc1": (mlp, width), "mlp.fc2": (width, mlp)}.items():
+        for n, shape in {
+            "norm1": (width,),
+            "norm2": (width,),
+            "attn.qkv": (3 * width, width),
+            "attn.proj": (width, width),
+            "mlp.fc1": (mlp, width),
+            "mlp.fc2": (width, mlp),
+        }.items():
             if n.startswith("norm"):
                 vit[f"blocks.{i}.{n}.weight"], vit[f"blocks.{i}.{n}.bias"] = shape, shape
             else:
@@ -103,14 +125,21 @@ def test_imagereward_vit_size_read_from_tensors(ir_scorer, tmp_path):
         for n in ("key", "value"):
             w = sd[f"blip.text_encoder.encoder.layer.{i}.crossattention.self.{n}.weight"]
             sd[f"blip.text_encoder.encoder.layer.{i}.crossattention.self.{n}.weight"] = 0.1 * torch.randn(
-                w.shape[0], width, generator=g)
+                w.shape[0], width, generator=g
+            )
     path = tmp_path / "ImageReward.pt"
     torch.save(sd, path)
     shutil.copy(IR_DIR / "med_config.json", tmp_path / "med_config.json")
     s = ImageRewardScorer(str(path), tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu").load()
     v = s.model.vision.config
-    assert (v.hidden_size, v.num_hidden_layers, v.patch_size, v.intermediate_size, v.num_attention_heads,
-            v.image_size) == (width, depth, patch, mlp, 2, side * patch)
+    assert (
+        v.hidden_size,
+        v.num_hidden_layers,
+        v.patch_size,
+        v.intermediate_size,
+        v.num_attention_heads,
+        v.image_size,
+    ) == (width, depth, patch, mlp, 2, side * patch)
     images = [str(FIX / "images" / "rgb_wide.png"), str(FIX / "images" / "gray.png")]
     scores = s.score(["a red fox", "a red fox"], images)
     assert all(math.isfinite(x) for x in scores) and scores[0] != scores[1]
@@ -120,13 +149,18 @@ def test_imagereward_missing_tensor_is_clear(tmp_path):
     sd = torch.load(IR_DIR / "ImageReward.pt", map_location="cpu", weights_only=True)
     del sd["blip.text_encoder.encoder.layer.1.output.dense.weight"]
     torch.save(sd, tmp_path / "ImageReward.pt")
-    s = ImageRewardScorer(str(tmp_path / "ImageReward.pt"), med_config=str(IR_DIR / "med_config.json"),
-                          tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu")
+    s = ImageRewardScorer(
+        str(tmp_path / "ImageReward.pt"),
+        med_config=str(IR_DIR / "med_config.json"),
+        tokenizer=str(IR_DIR / "bert-base-uncased"),
+        device="cpu",
+    )
     with pytest.raises(CheckpointError, match=r"missing 1 keys.*output\.dense\.weight"):
         s.load()
 
 
 # -- HPSv3 ------------------------------------------------------------------------------------------
+
 
 def test_hpsv3_inputs_match_upstream(hps_scorer):
     ref = _load("hpsv3")
@@ -158,6 +192,7 @@ def test_smart_resize_pins_pixel_count():
 
 # -- resolution and errors --------------------------------------------------------------------------
 
+
 def test_folder_and_sibling_med_config_resolve(ir_scorer):
     s = ImageRewardScorer(str(IR_DIR), tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu")
     c = _load("imagereward")["cases"][0]
@@ -179,18 +214,26 @@ def test_hub_id_resolution_local_only(tmp_path, monkeypatch):
     import huggingface_hub.constants as hf_constants
 
     monkeypatch.setattr(hf_constants, "HF_HUB_CACHE", str(tmp_path))
-    with pytest.raises(CheckpointError, match=r"not in the local Hugging Face cache and local_files_only=True"):
+    with pytest.raises(
+        CheckpointError, match=r"not in the local Hugging Face cache and local_files_only=True"
+    ):
         resolve_file("THUDM/ImageReward", "ImageReward.pt", local_files_only=True)
     with pytest.raises(CheckpointError, match="not in the local Hugging Face cache"):
         HPSv3Scorer("MizzenAI/HPSv3", base_model=str(HPS_DIR / "base"), local_files_only=True).load()
-    with pytest.raises(CheckpointError, match="HPSv3 base model: hub repo 'Qwen/Qwen2-VL-7B-Instruct' is not"):
+    with pytest.raises(
+        CheckpointError, match="HPSv3 base model: hub repo 'Qwen/Qwen2-VL-7B-Instruct' is not"
+    ):
         HPSv3Scorer(str(HPS_DIR), base_model="Qwen/Qwen2-VL-7B-Instruct", local_files_only=True).load()
-    _fake_hub_cache(tmp_path, "THUDM/ImageReward", {"ImageReward.pt": IR_DIR / "ImageReward.pt",
-                                                    "med_config.json": IR_DIR / "med_config.json"})
+    _fake_hub_cache(
+        tmp_path,
+        "THUDM/ImageReward",
+        {"ImageReward.pt": IR_DIR / "ImageReward.pt", "med_config.json": IR_DIR / "med_config.json"},
+    )
     path = resolve_file("THUDM/ImageReward", "ImageReward.pt", local_files_only=True)
     assert path.read_bytes() == (IR_DIR / "ImageReward.pt").read_bytes()
-    s = ImageRewardScorer("THUDM/ImageReward", tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu",
-                          local_files_only=True)
+    s = ImageRewardScorer(
+        "THUDM/ImageReward", tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu", local_files_only=True
+    )
     c = _load("imagereward")["cases"][1]
     assert abs(s.score([c["prompt"]], [str(FIX / c["image"])])[0] - c["score"]) < TOL
 
@@ -209,8 +252,12 @@ def test_corrupt_checkpoint_is_clear(tmp_path, name):
     bad = tmp_path / name
     bad.write_bytes(b"this is not a checkpoint" * 10)
     if name == "ImageReward.pt":
-        s = ImageRewardScorer(str(bad), med_config=str(IR_DIR / "med_config.json"),
-                              tokenizer=str(IR_DIR / "bert-base-uncased"), device="cpu")
+        s = ImageRewardScorer(
+            str(bad),
+            med_config=str(IR_DIR / "med_config.json"),
+            tokenizer=str(IR_DIR / "bert-base-uncased"),
+            device="cpu",
+        )
     else:
         s = HPSv3Scorer(str(bad), base_model=str(HPS_DIR / "base"), device="cpu")
     with pytest.raises(CheckpointError, match=rf"cannot read {bad}"):

@@ -38,8 +38,14 @@ def run_cli(tmp: Path, env_extra: dict, *args: str) -> tuple[dict | None, str]:
     out_dir = tmp / f"out{len(list(tmp.glob('out*')))}"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "GEMINI"))}
     env.update(env_extra)
-    proc = subprocess.run([LMMS_EVAL, *args, "--output_path", str(out_dir), "--log_samples"], cwd=tmp, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [LMMS_EVAL, *args, "--output_path", str(out_dir), "--log_samples"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     files = sorted(out_dir.rglob("*_results.json"))
     results = json.loads(files[-1].read_text()) if files else None
     return results, proc.stdout + proc.stderr
@@ -79,7 +85,9 @@ class TruthResponder:
                     self.pair[(b, a)] = 3 - answer
                 else:
                     # a Likert score in 1..10 that orders the images exactly as the targets do
-                    self.point[sha_of_ref(d["image_1"])] = int(round(2 * d["target"] if task == "aigiqa" else d["target"]))
+                    self.point[sha_of_ref(d["image_1"])] = int(
+                        round(2 * d["target"] if task == "aigiqa" else d["target"])
+                    )
             self.expected_correct[task] = correct
 
     def __call__(self, request_json: dict) -> str:
@@ -94,13 +102,17 @@ def metric(results: dict, task: str, name: str) -> float:
 
 
 def test_entry_point_module_is_light():
-    code = ("import sys, lmms_eval_autorater.registry, lmms_eval_autorater.tasks.common, lmms_eval_autorater.judges.judge; "
-            "bad = [m for m in ('torch', 'transformers', 'lmms_eval') if m in sys.modules]; print(bad); assert not bad")
+    code = (
+        "import sys, lmms_eval_autorater.registry, lmms_eval_autorater.tasks.common, lmms_eval_autorater.judges.judge; "
+        "bad = [m for m in ('torch', 'transformers', 'lmms_eval') if m in sys.modules]; print(bad); assert not bad"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
 def test_tasks_resolve_without_include_path(tmp_path):
-    proc = subprocess.run([LMMS_EVAL, "--tasks", "list"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    proc = subprocess.run(
+        [LMMS_EVAL, "--tasks", "list"], capture_output=True, text=True, cwd=tmp_path, timeout=300
+    )
     listed = proc.stdout + proc.stderr
     for name in (*TASKS, "autorater_bench"):
         assert f" - {name}\n" in listed, name
@@ -109,8 +121,16 @@ def test_tasks_resolve_without_include_path(tmp_path):
 def test_foreign_model_free_text_through_cli(tmp_path, data):
     """A stock lmms-eval model (dummy) answering in free text: parsed by the same rules, no guessing."""
     root, docs = data
-    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root)}, "--model", "dummy", "--model_args",
-                           "response=After comparing both. Final answer: Image 1", "--tasks", "psr,imagereward_pair,aigiqa")
+    results, log = run_cli(
+        tmp_path,
+        {"AUTORATER_DATA_DIR": str(root)},
+        "--model",
+        "dummy",
+        "--model_args",
+        "response=After comparing both. Final answer: Image 1",
+        "--tasks",
+        "psr,imagereward_pair,aigiqa",
+    )
     assert results is not None, log[-3000:]
     assert "psr: 5 annotated sets; 1 dropped (mode < 50% of votes or < 2 votes ahead" in log
     assert "1 dropped (mode is 'tie'); 3 kept" in log
@@ -128,16 +148,28 @@ def test_judge_through_cli_metrics_and_cached_rerun(tmp_path, data):
     truth = TruthResponder(docs)
     env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")}
     with OpenAIServer(truth) as server:
-        args = ("--model", "autorater_openai", "--model_args", f"base_url={server.url},model=judge-1,concurrency=4",
-                "--tasks", "autorater_bench")
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            f"base_url={server.url},model=judge-1,concurrency=4",
+            "--tasks",
+            "autorater_bench",
+        )
         results, log = run_cli(tmp_path, env, *args)
         assert results is not None, log[-3000:]
         n_docs = sum(len(v) for v in docs.values())
         assert server.request_count == n_docs
         for task in ("psr", "imagereward_pair"):
-            assert metric(results, task, "accuracy") == pytest.approx(truth.expected_correct[task] / len(docs[task]))
+            assert metric(results, task, "accuracy") == pytest.approx(
+                truth.expected_correct[task] / len(docs[task])
+            )
             assert metric(results, task, "parse_failures") == 0 and metric(results, task, "api_failures") == 0
-            assert metric(results, task, "accuracy_ci_low") <= metric(results, task, "accuracy") <= metric(results, task, "accuracy_ci_high")
+            assert (
+                metric(results, task, "accuracy_ci_low")
+                <= metric(results, task, "accuracy")
+                <= metric(results, task, "accuracy_ci_high")
+            )
         for task in ("imagereward_point", "aigiqa"):
             assert metric(results, task, "pearson") == pytest.approx(1.0)
             assert metric(results, task, "n_scored") == len(docs[task])
@@ -161,7 +193,9 @@ def test_judge_through_cli_metrics_and_cached_rerun(tmp_path, data):
         for task in TASKS:
             same = {k: v for k, v in results["results"][task].items() if k not in usage}
             assert {k: v for k, v in again["results"][task].items() if k not in usage} == same
-            assert metric(results, task, "prompt_tokens") > 0 and metric(results, task, "completion_tokens") > 0
+            assert (
+                metric(results, task, "prompt_tokens") > 0 and metric(results, task, "completion_tokens") > 0
+            )
             assert metric(again, task, "prompt_tokens") == 0  # this run spent nothing: all from the cache
 
 
@@ -177,9 +211,14 @@ def test_faults_through_cli_are_never_wrong_answers(tmp_path, data):
         server.inject(Fault.timeout(3.0), times=1)
         server.inject(Fault.empty(), times=2, match="a blue ball")  # re-asked once, then a parse failure
         server.inject(Fault.http(503), times=100, match="a red cube")  # retries run out: API failures
-        args = ("--model", "autorater_openai", "--model_args",
-                f"base_url={server.url},model=judge-1,concurrency=2,max_retries=2,timeout=1,backoff_base=0.05",
-                "--tasks", "imagereward_pair")
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            f"base_url={server.url},model=judge-1,concurrency=2,max_retries=2,timeout=1,backoff_base=0.05",
+            "--tasks",
+            "imagereward_pair",
+        )
         results, log = run_cli(tmp_path, env, *args)
         assert results is not None, log[-3000:]
     red = [d for d in pair_docs if d["request"] == "a red cube"]
@@ -195,15 +234,25 @@ def test_faults_through_cli_are_never_wrong_answers(tmp_path, data):
 
 def test_gpt4o_without_key_says_so(tmp_path, data):
     root, _ = data
-    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root)}, "--model", "autorater_gpt4o", "--tasks", "psr")
+    results, log = run_cli(
+        tmp_path, {"AUTORATER_DATA_DIR": str(root)}, "--model", "autorater_gpt4o", "--tasks", "psr"
+    )
     assert results is None
     assert "OPENAI_API_KEY" in log
 
 
 def test_unknown_model_argument_is_named(tmp_path, data):
     root, _ = data
-    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root)}, "--model", "autorater_openai",
-                           "--model_args", "base_url=http://127.0.0.1:9/v1,model=x,tool=all", "--tasks", "psr")
+    results, log = run_cli(
+        tmp_path,
+        {"AUTORATER_DATA_DIR": str(root)},
+        "--model",
+        "autorater_openai",
+        "--model_args",
+        "base_url=http://127.0.0.1:9/v1,model=x,tool=all",
+        "--tasks",
+        "psr",
+    )
     assert results is None
     assert "unknown model argument(s) tool" in log
 
@@ -219,10 +268,21 @@ def test_internvl_judge_through_cli_with_tiny_model(tmp_path, data):
     root, docs = data
     model_dir = tmp_path / "tiny-internvl"
     _build_tiny_internvl(model_dir)
-    env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
-    args = ("--model", "autorater_internvl", "--model_args",
-            f"pretrained={model_dir},max_new_tokens=8,max_patches=1", "--batch_size", "2",
-            "--tasks", "psr,imagereward_pair")
+    env = {
+        "AUTORATER_DATA_DIR": str(root),
+        "AUTORATER_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+    }
+    args = (
+        "--model",
+        "autorater_internvl",
+        "--model_args",
+        f"pretrained={model_dir},max_new_tokens=8,max_patches=1",
+        "--batch_size",
+        "2",
+        "--tasks",
+        "psr,imagereward_pair",
+    )
     results, log = run_cli(tmp_path, env, *args)
     assert results is not None, log[-3000:]
     for task in ("psr", "imagereward_pair"):
@@ -236,3 +296,60 @@ def test_internvl_judge_through_cli_with_tiny_model(tmp_path, data):
     again, log = run_cli(tmp_path, env, *args)
     assert again is not None, log[-3000:]
     assert again["results"]["psr"] == results["results"]["psr"]
+
+
+def test_internvl_data_parallel_two_processes(tmp_path, data):
+    """Two processes (torchrun, gloo on CPU) split the docs by rank and gather one result, as on N GPUs."""
+    from tests.test_internvl_backend import _build_tiny_internvl
+
+    root, docs = data
+    model_dir = tmp_path / "tiny-internvl"
+    _build_tiny_internvl(model_dir)
+    out = tmp_path / "dp"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "GEMINI"))}
+    env.update(
+        {
+            "AUTORATER_DATA_DIR": str(root),
+            "AUTORATER_CACHE_DIR": str(tmp_path / "cache"),
+            "HF_HUB_OFFLINE": "1",
+            "OMP_NUM_THREADS": "1",
+        }
+    )
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("torchrun")),
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "lmms_eval",
+            "--model",
+            "autorater_internvl",
+            "--model_args",
+            f"pretrained={model_dir},max_new_tokens=4,max_patches=1",
+            "--tasks",
+            "imagereward_pair",
+            "--output_path",
+            str(out),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    log = proc.stdout + proc.stderr
+    files = sorted(out.rglob("*_results.json"))
+    assert files, log[-3000:]
+    results = json.loads(files[-1].read_text())
+    n = len(docs["imagereward_pair"])
+    assert (
+        metric(results, "imagereward_pair", "parse_failures")
+        + metric(results, "imagereward_pair", "n_scored")
+        == n
+    )
+    judged = [
+        int(line.split("autorater: ")[1].split(" docs judged")[0])
+        for line in log.splitlines()
+        if "docs judged" in line
+    ]
+    assert sorted(judged) == [n // 2, n - n // 2]  # each rank judged its share, not every doc

@@ -25,10 +25,12 @@ def test_subset_counts_match_the_paper():
 
 
 def make_model(server, tmp_path):
-    model = AutoraterOpenAICompatible(base_url=server.url, model="judge", cache_dir=str(tmp_path / "cache"),
-                                      concurrency=4)
-    model.pool = SpecialistPool(cache=AssessmentCache(tmp_path / "cache" / "assessments.sqlite"),
-                                factory=fakes.fake_factory)
+    model = AutoraterOpenAICompatible(
+        base_url=server.url, model="judge", cache_dir=str(tmp_path / "cache"), concurrency=4
+    )
+    model.pool = SpecialistPool(
+        cache=AssessmentCache(tmp_path / "cache" / "assessments.sqlite"), factory=fakes.fake_factory
+    )
     return model
 
 
@@ -56,12 +58,20 @@ def test_grid_ranks_subsets_and_reruns_for_free(tmp_path, monkeypatch):
         assert server.request_count == cold_requests  # the rerun makes no judge call
     assert len(result.rows) == 41 and cold_requests == 41 * len(docs)
     # every specialist ran exactly once per unique input, never once per subset
-    assert result.specialist_invocations == result.unique_inputs == {c: 2 * len(docs) for c in applicable("editing")}
+    assert (
+        result.specialist_invocations
+        == result.unique_inputs
+        == {c: 2 * len(docs) for c in applicable("editing")}
+    )
     assert dict(fakes.CALLS) == result.specialist_invocations
-    assert again.specialist_invocations == {} and again.judge_calls == 0 and again.judge_cache_hits == 41 * len(docs)
+    assert (
+        again.specialist_invocations == {}
+        and again.judge_calls == 0
+        and again.judge_cache_hits == 41 * len(docs)
+    )
     with_qs = [r for r in result.rows if "QS" in r.subset]
     assert all(r.metric == 1.0 for r in with_qs) and result.rows[: len(with_qs)] == with_qs
-    assert all(r.metric == 0.0 for r in result.rows[len(with_qs):])
+    assert all(r.metric == 0.0 for r in result.rows[len(with_qs) :])
     table = result.table()
     assert table.splitlines()[2].startswith("*   1  QS")
     assert [r.subset for r in again.rows] == [r.subset for r in result.rows]
@@ -72,18 +82,43 @@ def test_grid_cli_on_generation_task(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(standard_data(tmp_path / "data")))
     with OpenAIServer() as server:
-        monkeypatch.setattr(AutoraterOpenAICompatible, "build_pool",
-                            lambda self: SpecialistPool(cache=AssessmentCache(tmp_path / "a.sqlite"),
-                                                        factory=fakes.fake_factory))
+        monkeypatch.setattr(
+            AutoraterOpenAICompatible,
+            "build_pool",
+            lambda self: SpecialistPool(
+                cache=AssessmentCache(tmp_path / "a.sqlite"), factory=fakes.fake_factory
+            ),
+        )
         out = tmp_path / "grid.json"
-        rc = cli.main(["grid", "--model", "autorater_openai", "--model_args",
-                       f"base_url={server.url},model=judge,cache_dir={tmp_path / 'c'}", "--task", "imagereward_pair",
-                       "--n_resamples", "100", "--output", str(out)])
+        rc = cli.main(
+            [
+                "grid",
+                "--model",
+                "autorater_openai",
+                "--model_args",
+                f"base_url={server.url},model=judge,cache_dir={tmp_path / 'c'}",
+                "--task",
+                "imagereward_pair",
+                "--n_resamples",
+                "100",
+                "--output",
+                str(out),
+            ]
+        )
     assert rc == 0
     printed = capsys.readouterr().out
     assert "grid search on imagereward_pair: 14 subsets" in printed
     saved = json.loads(out.read_text())
     assert len(saved["rows"]) == 14 and saved["best"] == saved["rows"][0]["subset"]
     with pytest.raises(SystemExit, match="must not set tools"):
-        cli.main(["grid", "--model", "autorater_openai", "--model_args", "base_url=x,model=y,tools=all",
-                  "--task", "psr"])
+        cli.main(
+            [
+                "grid",
+                "--model",
+                "autorater_openai",
+                "--model_args",
+                "base_url=x,model=y,tools=all",
+                "--task",
+                "psr",
+            ]
+        )

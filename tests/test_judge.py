@@ -28,9 +28,15 @@ class FixedPool:
 
     def assess(self, code, items):
         self.calls.append((code, len(items)))
-        return [Assessment(code=code, value=0.25 if "a" in it.image.rsplit("/", 1)[-1] else 0.75,
-                           text="cat x1 (max 0.80)" if code in ("GD", "AE") else None, version="fixed")
-                for it in items]
+        return [
+            Assessment(
+                code=code,
+                value=0.25 if "a" in it.image.rsplit("/", 1)[-1] else 0.75,
+                text="cat x1 (max 0.80)" if code in ("GD", "AE") else None,
+                version="fixed",
+            )
+            for it in items
+        ]
 
 
 @pytest.fixture
@@ -45,17 +51,36 @@ def images(tmp_path):
 
 def make_judge(server, tmp_path, tools, pool=None, swap=False, max_retries=1):
     backend = OpenAIChatBackend(model="judge-x", base_url=server.url, api_key_env=None, timeout=2)
-    completer = ApiCompleter(backend, cache=ResponseCache(tmp_path / "r.sqlite"), concurrency=4,
-                             max_retries=max_retries, backoff_base=0.01, progress=False)
+    completer = ApiCompleter(
+        backend,
+        cache=ResponseCache(tmp_path / "r.sqlite"),
+        concurrency=4,
+        max_retries=max_retries,
+        backoff_base=0.01,
+        progress=False,
+    )
     if not tools:
         return Judge(completer, tools=[], swap=swap)
-    return Judge(completer, tools=tools, swap=swap, assess=SpecialistAssessor(pool), render=render_assessments,
-                 applicable=applicable, tool_menu=tool_menu)
+    return Judge(
+        completer,
+        tools=tools,
+        swap=swap,
+        assess=SpecialistAssessor(pool),
+        render=render_assessments,
+        applicable=applicable,
+        tool_menu=tool_menu,
+    )
 
 
 def pair_req(images, kind="generation"):
-    return JudgeRequest(doc_key="d1", task_kind=kind, paradigm="pairwise", request="a cat",
-                        candidates=(images["a"], images["b"]), source=images["src"] if kind == "editing" else None)
+    return JudgeRequest(
+        doc_key="d1",
+        task_kind=kind,
+        paradigm="pairwise",
+        request="a cat",
+        candidates=(images["a"], images["b"]),
+        source=images["src"] if kind == "editing" else None,
+    )
 
 
 def answer_by_schema(request_json):
@@ -102,7 +127,9 @@ def test_inapplicable_fixed_tool_is_an_error_naming_it(tmp_path, images):
 def test_all_uses_every_applicable_specialist(tmp_path, images):
     pool = FixedPool()
     with OpenAIServer(answer_by_schema) as server:
-        gen, edit = make_judge(server, tmp_path, "all", pool).judge_all([pair_req(images), pair_req(images, "editing")])
+        gen, edit = make_judge(server, tmp_path, "all", pool).judge_all(
+            [pair_req(images), pair_req(images, "editing")]
+        )
     assert gen.meta["tools"] == ["GD", "AE", "PA", "QS"]
     assert edit.meta["tools"] == ["GD", "AE", "PA", "QS", "DF", "DS"]
     assert {c for c, _ in pool.calls} == {"GD", "AE", "PA", "QS", "DF", "DS"}
@@ -151,7 +178,11 @@ def test_swap_agreement_disagreement_and_flip(tmp_path, images):
 
 def test_failures_are_counted_never_guessed(tmp_path, images):
     def responder(req):
-        return "Image 1 shows a cat while Image 2 shows a dog." if "cat" in prompt_text(req) else answer_by_schema(req)
+        return (
+            "Image 1 shows a cat while Image 2 shows a dog."
+            if "cat" in prompt_text(req)
+            else answer_by_schema(req)
+        )
 
     reqs = [pair_req(images), JudgeRequest("d2", "generation", "pointwise", "a dog", (images["c"],))]
     with OpenAIServer(responder) as server:

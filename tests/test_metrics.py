@@ -349,8 +349,6 @@ def test_bootstrap_errors_and_empty_input():
     assert math.isnan(low) and math.isnan(high)
 
 
-
-
 # --------------------------------------------------------------------------------------------------- summary
 
 

@@ -92,7 +92,11 @@ def test_parse_tools_arg(value, kind, expected):
 @pytest.mark.parametrize(
     ("value", "kind", "pattern"),
     [
-        ("DF", "generation", r"DF do not apply to generation tasks; applicable to generation: GD, AE, PA, QS"),
+        (
+            "DF",
+            "generation",
+            r"DF do not apply to generation tasks; applicable to generation: GD, AE, PA, QS",
+        ),
         ("GD+DS+DF", "generation", r"DS, DF do not apply"),
         ("GD+XX", "editing", r"unknown specialist code\(s\) XX; known codes: GD, AE, PA, QS, DF, DS"),
         ("GD++QS", "generation", r"empty code"),
@@ -131,17 +135,19 @@ def test_render_exact():
         n_candidates=2,
     )
     gd, qs, df = SPECS["GD"], SPECS["QS"], SPECS["DF"]
-    expected = "\n".join([
-        HEADER,
-        f"- GroundingDINO (GD), {gd.measures}. How to read it: {gd.meaning}; text output.",
-        "  Image 1: cat x2 (max 0.81); red hat x1 (0.44)",
-        "  Image 2: no objects detected above threshold 0.35",
-        f"- Q-SiT (QS), {qs.measures}. How to read it: {qs.meaning}; range 0..1, higher is better.",
-        "  Image 1: 0.730; Image 2: 0.410",
-        f"- DeepFace (DF), {df.measures}. How to read it: {df.meaning}; range -1..1, higher is better.",
-        "  Image 1: no face detected in the edit",
-        "  Image 2: 0.900",
-    ])
+    expected = "\n".join(
+        [
+            HEADER,
+            f"- GroundingDINO (GD), {gd.measures}. How to read it: {gd.meaning}; text output.",
+            "  Image 1: cat x2 (max 0.81); red hat x1 (0.44)",
+            "  Image 2: no objects detected above threshold 0.35",
+            f"- Q-SiT (QS), {qs.measures}. How to read it: {qs.meaning}; range 0..1, higher is better.",
+            "  Image 1: 0.730; Image 2: 0.410",
+            f"- DeepFace (DF), {df.measures}. How to read it: {df.meaning}; range -1..1, higher is better.",
+            "  Image 1: no face detected in the edit",
+            "  Image 2: 0.900",
+        ]
+    )
     assert got == expected
     assert render_assessments([], 2) == ""
     one = render_assessments([Assessment("PA", value=0.12345)], 1)
@@ -160,8 +166,10 @@ class _FakeBase(Specialist):
 
     def _assess_batch(self, items):
         _FakeBase.calls.extend(items)
-        return [Assessment(self.spec.code, value=float(len(it.request) + len(it.image)), version=self.version)
-                for it in items]
+        return [
+            Assessment(self.spec.code, value=float(len(it.request) + len(it.image)), version=self.version)
+            for it in items
+        ]
 
 
 _FAKES = {code: type(f"Fake{code}", (_FakeBase,), {"spec": SPECS[code]}) for code in SPECS}
@@ -174,14 +182,19 @@ def _fake_factory(code, **kwargs):
 def test_pool_caches_across_runs(tmp_path, images):
     pic = tmp_path / "cand.png"
     Image.open(images["red"]).save(pic)
-    items = [SpecialistInput("a cat", str(pic)), SpecialistInput("a dog", images["green"]),
-             SpecialistInput("a cat", str(pic))]  # identical inputs within the batch run once
+    items = [
+        SpecialistInput("a cat", str(pic)),
+        SpecialistInput("a dog", images["green"]),
+        SpecialistInput("a cat", str(pic)),
+    ]  # identical inputs within the batch run once
     cache_file = tmp_path / "a.sqlite"
     _FakeBase.calls.clear()
     pool = SpecialistPool({"GD": {"batch_size": 2}}, cache=AssessmentCache(cache_file), factory=_fake_factory)
     first = pool.assess("GD", items)
     assert pool.invocations["GD"] == 2 and len(_FakeBase.calls) == 2 and pool.hits["GD"] == 0
-    assert first[0] == first[2] and first[0].code == "GD" and first[0].version == pool.specialist("GD").version
+    assert (
+        first[0] == first[2] and first[0].code == "GD" and first[0].version == pool.specialist("GD").version
+    )
 
     again = SpecialistPool(cache=AssessmentCache(cache_file), factory=_fake_factory)  # a later run
     assert again.assess("GD", items) == first
@@ -198,8 +211,11 @@ def test_request_matters_only_when_used(tmp_path, images):
     pool.assess("GD", two_requests)
     pool.assess("PA", two_requests)
     assert pool.invocations["GD"] == 2 and pool.invocations["PA"] == 1
-    edits = [SpecialistInput("x", images["red"], images["green"]), SpecialistInput("y", images["red"], images["half"]),
-             SpecialistInput("z", images["red"], images["green"])]
+    edits = [
+        SpecialistInput("x", images["red"], images["green"]),
+        SpecialistInput("y", images["red"], images["half"]),
+        SpecialistInput("z", images["red"], images["green"]),
+    ]
     pool.assess("DS", edits)
     assert pool.invocations["DS"] == 2  # the source matters for DS, the instruction does not
     with pytest.raises(ValueError, match="source"):
@@ -209,7 +225,9 @@ def test_request_matters_only_when_used(tmp_path, images):
 def test_precompute_releases(tmp_path, images):
     released = []
     pool = SpecialistPool(cache=AssessmentCache(tmp_path / "p.sqlite"), factory=_fake_factory)
-    out = pool.precompute({"PA": [SpecialistInput("r", images["red"])], "QS": [SpecialistInput("r", images["red"])]})
+    out = pool.precompute(
+        {"PA": [SpecialistInput("r", images["red"])], "QS": [SpecialistInput("r", images["red"])]}
+    )
     for code in ("PA", "QS"):
         sp = pool.specialist(code)
         released.append(sp._loaded)
@@ -233,20 +251,57 @@ def tiny_gd(tmp_path_factory) -> str:
     )
 
     d = tmp_path_factory.mktemp("tiny_gd")
-    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "a", "cat", "red", "hat", "dog", "on", "the", "with"]
+    words = [
+        "[PAD]",
+        "[UNK]",
+        "[CLS]",
+        "[SEP]",
+        "[MASK]",
+        ".",
+        "a",
+        "cat",
+        "red",
+        "hat",
+        "dog",
+        "on",
+        "the",
+        "with",
+    ]
     (d / "vocab.txt").write_text("\n".join(words) + "\n")
     tokenizer = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)
     processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128}), tokenizer=tokenizer
+        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128}),
+        tokenizer=tokenizer,
     )
     torch.manual_seed(0)
     config = GroundingDinoConfig(
-        backbone_config=SwinConfig(embed_dim=8, depths=[1, 1, 1, 1], num_heads=[1, 1, 2, 2], window_size=4,
-                                   image_size=64, out_features=["stage2", "stage3", "stage4"]),
-        text_config=BertConfig(vocab_size=len(words), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=32, max_position_embeddings=64),
-        d_model=32, num_queries=10, encoder_layers=1, decoder_layers=2, encoder_ffn_dim=32, decoder_ffn_dim=32,
-        encoder_attention_heads=2, decoder_attention_heads=2, encoder_n_points=2, decoder_n_points=2, max_text_len=32,
+        backbone_config=SwinConfig(
+            embed_dim=8,
+            depths=[1, 1, 1, 1],
+            num_heads=[1, 1, 2, 2],
+            window_size=4,
+            image_size=64,
+            out_features=["stage2", "stage3", "stage4"],
+        ),
+        text_config=BertConfig(
+            vocab_size=len(words),
+            hidden_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=32,
+            max_position_embeddings=64,
+        ),
+        d_model=32,
+        num_queries=10,
+        encoder_layers=1,
+        decoder_layers=2,
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=2,
+        decoder_n_points=2,
+        max_text_len=32,
     )
     GroundingDinoForObjectDetection(config).eval().save_pretrained(d)
     processor.save_pretrained(d)
@@ -258,18 +313,31 @@ def test_gd_text_helpers():
 
     assert caption_from_request("  A Red   Cat ") == "a red cat."
     assert caption_from_request("a dog.") == "a dog."
-    assert summarize_detections(["red hat", "cat", "cat"], [0.44, 0.5, 0.812]) == "cat x2 (max 0.81); red hat x1 (0.44)"
+    assert (
+        summarize_detections(["red hat", "cat", "cat"], [0.44, 0.5, 0.812])
+        == "cat x2 (max 0.81); red hat x1 (0.44)"
+    )
     assert summarize_detections([], []) == "no objects detected above threshold 0.35"
 
 
 def test_gd_tiny_model(tiny_gd, images):
     from lmms_eval_autorater.specialists.gd import GroundingDino
 
-    gd = create_specialist("GD", model=tiny_gd, local_files_only=True, device=DEVICE, box_threshold=0.0,
-                           text_threshold=0.0, batch_size=2)
+    gd = create_specialist(
+        "GD",
+        model=tiny_gd,
+        local_files_only=True,
+        device=DEVICE,
+        box_threshold=0.0,
+        text_threshold=0.0,
+        batch_size=2,
+    )
     assert isinstance(gd, GroundingDino) and "box=0:text=0" in gd.version
-    items = [SpecialistInput("A red cat", images["red"]), SpecialistInput("a dog on the hat", images["green"]),
-             SpecialistInput("cat", images["noise"])]
+    items = [
+        SpecialistInput("A red cat", images["red"]),
+        SpecialistInput("a dog on the hat", images["green"]),
+        SpecialistInput("cat", images["noise"]),
+    ]
     out = gd.assess_many(items)
     assert [a.value for a in out] == [10.0, 10.0, 10.0]  # every query passes a zero threshold
     for a in out:
@@ -292,10 +360,17 @@ def _tiny_upernet():
     from transformers import SwinConfig, UperNetConfig, UperNetForSemanticSegmentation
 
     torch.manual_seed(0)
-    backbone = SwinConfig(embed_dim=8, depths=[1, 2, 1, 1], num_heads=[1, 2, 2, 4], window_size=3, image_size=64,
-                          out_features=["stage1", "stage2", "stage3", "stage4"])
-    config = UperNetConfig(backbone_config=backbone, hidden_size=16, num_labels=2, auxiliary_in_channels=32,
-                           auxiliary_channels=8)
+    backbone = SwinConfig(
+        embed_dim=8,
+        depths=[1, 2, 1, 1],
+        num_heads=[1, 2, 2, 4],
+        window_size=3,
+        image_size=64,
+        out_features=["stage1", "stage2", "stage3", "stage4"],
+    )
+    config = UperNetConfig(
+        backbone_config=backbone, hidden_size=16, num_labels=2, auxiliary_in_channels=32, auxiliary_channels=8
+    )
     model = UperNetForSemanticSegmentation(config).eval()
     with torch.no_grad():  # non-trivial norms and BN statistics so that every tensor is checked
         for p in model.parameters():
@@ -345,13 +420,19 @@ def test_pa_conversion_round_trip(tiny_pa, images):
     assert "backbone.stages.1.blocks.1.attn.w_msa.qkv.weight" in mm_sd and "backbone.norm3.weight" in mm_sd
     assert "decode_head.psp_modules.0.1.bn.running_var" in mm_sd and "auxiliary_head.conv_seg.weight" in mm_sd
     # mmseg also stores the relative position index buffer: the converter must drop it
-    mm_sd["backbone.stages.0.blocks.0.attn.w_msa.relative_position_index"] = torch.zeros(9, 9, dtype=torch.long)
+    mm_sd["backbone.stages.0.blocks.0.attn.w_msa.relative_position_index"] = torch.zeros(
+        9, 9, dtype=torch.long
+    )
     torch.save({"meta": {"CLASSES": ["normal", "artifact"]}, "state_dict": mm_sd}, d / "mmseg.pth")
     assert pa.main(["convert", "--checkpoint", str(d / "mmseg.pth"), "--out", str(d / "converted")]) == 0
 
     converted = UperNetForSemanticSegmentation.from_pretrained(d / "converted", local_files_only=True)
-    assert pa.describe_backbone(converted.config) == {"embed_dim": 8, "depths": [1, 2, 1, 1],
-                                                      "num_heads": [1, 2, 2, 4], "window_size": 3}
+    assert pa.describe_backbone(converted.config) == {
+        "embed_dim": 8,
+        "depths": [1, 2, 1, 1],
+        "num_heads": [1, 2, 2, 4],
+        "window_size": 3,
+    }
     got = converted.state_dict()
     compared = 0
     for key, value in hf_sd.items():
@@ -365,10 +446,16 @@ def test_pa_conversion_round_trip(tiny_pa, images):
     merge = model.backbone.swin.encoder.layers[0].downsample
     x = torch.randn(1, 16, 8)
     unfolded = torch.nn.functional.unfold(x.view(1, 4, 4, 8).permute(0, 3, 1, 2), 2, stride=2).transpose(1, 2)
-    ln = torch.nn.functional.layer_norm(unfolded, (32,), mm_sd["backbone.stages.0.downsample.norm.weight"],
-                                        mm_sd["backbone.stages.0.downsample.norm.bias"])
+    ln = torch.nn.functional.layer_norm(
+        unfolded,
+        (32,),
+        mm_sd["backbone.stages.0.downsample.norm.weight"],
+        mm_sd["backbone.stages.0.downsample.norm.bias"],
+    )
     with torch.no_grad():
-        torch.testing.assert_close(ln @ mm_sd["backbone.stages.0.downsample.reduction.weight"].T, merge(x, (4, 4)))
+        torch.testing.assert_close(
+            ln @ mm_sd["backbone.stages.0.downsample.reduction.weight"].T, merge(x, (4, 4))
+        )
 
     a = pa.PAL4VST(model=str(d / "hf"), device=DEVICE, resolution=64).assess("", images["noise"])
     b = pa.PAL4VST(model=str(d / "converted"), device=DEVICE, resolution=64).assess("", images["noise"])
@@ -381,7 +468,9 @@ def test_pa_torchscript(tmp_path, images):
     from lmms_eval_autorater.specialists.pa import PAL4VST
 
     class RedIsArtifact(torch.nn.Module):
-        def forward(self, x: torch.Tensor) -> torch.Tensor:  # 2-class logits: class 1 where red is above the mean
+        def forward(
+            self, x: torch.Tensor
+        ) -> torch.Tensor:  # 2-class logits: class 1 where red is above the mean
             return torch.cat([-x[:, :1], x[:, :1]], dim=1)
 
     class LabelMap(torch.nn.Module):  # what mmdeploy's end2end.pt returns: (N, 1, H, W) argmax labels
@@ -414,27 +503,44 @@ def test_ds_dreamsim(tmp_path, images, monkeypatch):
 
     seen = {}
 
-    class TinyPerceptual(torch.nn.Module):  # stands in for the downloaded ViT ensemble: pooled pixels + cosine
+    class TinyPerceptual(
+        torch.nn.Module
+    ):  # stands in for the downloaded ViT ensemble: pooled pixels + cosine
         def embed(self, x):
             return torch.nn.functional.adaptive_avg_pool2d(x, 4).flatten(1) - 0.5
 
         def forward(self, a, b):
             return 1 - torch.nn.functional.cosine_similarity(self.embed(a), self.embed(b), dim=-1)
 
-    def fake_dreamsim(pretrained=True, device="cuda", cache_dir="./models", normalize_embeds=True,
-                      dreamsim_type="ensemble", use_patch_model=False):
+    def fake_dreamsim(
+        pretrained=True,
+        device="cuda",
+        cache_dir="./models",
+        normalize_embeds=True,
+        dreamsim_type="ensemble",
+        use_patch_model=False,
+    ):
         seen.update(pretrained=pretrained, device=device, cache_dir=cache_dir, dreamsim_type=dreamsim_type)
-        prep = dreamsim.model.transforms.Compose([dreamsim.model.transforms.Resize((32, 32)),
-                                                  dreamsim.model.transforms.ToTensor()])
+        prep = dreamsim.model.transforms.Compose(
+            [dreamsim.model.transforms.Resize((32, 32)), dreamsim.model.transforms.ToTensor()]
+        )
         return TinyPerceptual(), lambda im: prep(im.convert("RGB")).unsqueeze(0)
 
     monkeypatch.setattr(dreamsim, "dreamsim", fake_dreamsim)
     ds = create_specialist("DS", model="dino_vitb16", cache_dir=str(tmp_path / "w"), device=DEVICE)
     assert isinstance(ds, DreamSim)
-    out = ds.assess_many([SpecialistInput("make it red", images["red"], images["red"]),
-                          SpecialistInput("make it noisy", images["noise"], images["red"])])
-    assert seen == {"pretrained": True, "device": DEVICE, "cache_dir": str(tmp_path / "w"),
-                    "dreamsim_type": "dino_vitb16"}
+    out = ds.assess_many(
+        [
+            SpecialistInput("make it red", images["red"], images["red"]),
+            SpecialistInput("make it noisy", images["noise"], images["red"]),
+        ]
+    )
+    assert seen == {
+        "pretrained": True,
+        "device": DEVICE,
+        "cache_dir": str(tmp_path / "w"),
+        "dreamsim_type": "dino_vitb16",
+    }
     assert out[0].value == pytest.approx(1.0, abs=1e-5) and out[1].value < 0.99
     with pytest.raises(FileNotFoundError, match="local_files_only"):
         DreamSim(cache_dir=str(tmp_path / "empty"), local_files_only=True, device=DEVICE).load()
@@ -485,7 +591,9 @@ def deepface_env(tmp_path_factory):
     torch.save(DeepIdNet().state_dict(), weights / "deepid_weights.pth")  # random weights, deepface's own net
     (home / "fake_face_detector.py").write_text(_SQUARES)
     mp.syspath_prepend(str(home))
-    mp.setitem(modeling.AVAILABLE_MODELS["face_detector"], "greensquares", {"any": "fake_face_detector.GreenSquares"})
+    mp.setitem(
+        modeling.AVAILABLE_MODELS["face_detector"], "greensquares", {"any": "fake_face_detector.GreenSquares"}
+    )
     yield home
     mp.undo()
 
@@ -496,7 +604,7 @@ def _face_image(path: Path, squares: list[tuple[int, int, int, int]]) -> str:
     for x, y, size, seed in squares:
         pattern = np.random.default_rng(seed).integers(0, 254, (size, size, 3))
         pattern[:, :, 1] = 255
-        img[y:y + size, x:x + size] = pattern
+        img[y : y + size, x : x + size] = pattern
     return _save(path, img)
 
 
@@ -508,17 +616,25 @@ def test_df_deepface(deepface_env, tmp_path):
     small_only = _face_image(tmp_path / "c.png", [(60, 60, 20, 2)])
     other = _face_image(tmp_path / "d.png", [(10, 20, 40, 3)])
     blank = _face_image(tmp_path / "e.png", [])
-    df = create_specialist("DF", model="DeepID", detector="greensquares", home=str(deepface_env), device=DEVICE,
-                           local_files_only=True)
+    df = create_specialist(
+        "DF",
+        model="DeepID",
+        detector="greensquares",
+        home=str(deepface_env),
+        device=DEVICE,
+        local_files_only=True,
+    )
     assert isinstance(df, DeepFaceSimilarity) and "det=greensquares" in df.version
-    out = df.assess_many([
-        SpecialistInput("", big_only, big_small),  # largest face of the source is the big one
-        SpecialistInput("", small_only, big_small),
-        SpecialistInput("", other, big_small),
-        SpecialistInput("", big_only, blank),
-        SpecialistInput("", blank, big_only),
-        SpecialistInput("", blank, blank),
-    ])
+    out = df.assess_many(
+        [
+            SpecialistInput("", big_only, big_small),  # largest face of the source is the big one
+            SpecialistInput("", small_only, big_small),
+            SpecialistInput("", other, big_small),
+            SpecialistInput("", big_only, blank),
+            SpecialistInput("", blank, big_only),
+            SpecialistInput("", blank, blank),
+        ]
+    )
     assert out[0].value == pytest.approx(1.0, abs=1e-6) and out[0].text is None
     assert -1.0 <= out[1].value < 0.9999 and -1.0 <= out[2].value < 0.9999
     assert (out[3].value, out[3].text) == (None, "no face detected in the source")
@@ -526,4 +642,16 @@ def test_df_deepface(deepface_env, tmp_path):
     assert out[5].text == "no face detected in the source or the edit"
     df.release()
     with pytest.raises(FileNotFoundError, match="local_files_only"):
-        DeepFaceSimilarity(model="Facenet", detector="skip", home=str(deepface_env), local_files_only=True).load()
+        DeepFaceSimilarity(
+            model="Facenet", detector="skip", home=str(deepface_env), local_files_only=True
+        ).load()
+
+
+def test_missing_checkpoint_path_names_the_model_argument(tmp_path):
+    from lmms_eval_autorater.specialists.registry import create_specialist
+
+    gd = create_specialist("GD", model=str(tmp_path / "no-such-folder"))
+    with pytest.raises(FileNotFoundError, match=r"gd_model='.*no-such-folder': no such file or folder"):
+        gd.load()
+    with pytest.raises(FileNotFoundError, match="pa_model="):
+        create_specialist("PA", model=str(tmp_path / "end2end.pt")).load()

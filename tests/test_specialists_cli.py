@@ -1,4 +1,5 @@
-"""The judge with real specialists through the real ``lmms-eval`` CLI, against the local OpenAI-compatible server.
+"""The judge with real specialists through the real ``lmms-eval`` CLI, against the local OpenAI-compatible
+server.
 
 The specialists are the tiny random-weight GroundingDINO, PAL4VST (UperNet), Q-SiT (LLaVA-OneVision) and
 AesExpert (LLaVA) that the specialist tests build, saved to folders and passed as ``*_model=<folder>``:
@@ -31,20 +32,29 @@ NUM = r"-?\d+\.\d{3}"
 def models(tmp_path, tiny_gd, tiny_pa, qsit_folder, llava) -> dict[str, Path]:  # noqa: F811
     """Fresh copies of the tiny specialist folders (a test may delete them to prove nothing loads them)."""
     out = {}
-    for code, src in (("GD", tiny_gd), ("PA", tiny_pa[1] / "hf"), ("QS", qsit_folder), ("AE", llava["converted"])):
+    for code, src in (
+        ("GD", tiny_gd),
+        ("PA", tiny_pa[1] / "hf"),
+        ("QS", qsit_folder),
+        ("AE", llava["converted"]),
+    ):
         out[code] = tmp_path / "models" / code.lower()
         shutil.copytree(src, out[code])
     return out
 
 
 def model_args(server: OpenAIServer, tools: str, models: dict[str, Path], codes: tuple[str, ...]) -> str:
-    folders = ",".join(f"{c.lower()}_model={models[c]}" for c in codes)
-    return f"base_url={server.url},model=judge-1,concurrency=4,tools={tools},{folders},specialist_device=cpu"
+    folders = "".join(f"{c.lower()}_model={models[c]}," for c in codes)
+    return f"base_url={server.url},model=judge-1,concurrency=4,tools={tools},{folders}specialist_device=cpu"
 
 
 def env_for(tmp_path: Path, root: Path) -> dict[str, str]:
-    return {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1"}
+    return {
+        "AUTORATER_DATA_DIR": str(root),
+        "AUTORATER_CACHE_DIR": str(tmp_path / "cache"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }
 
 
 def assessment_rows(tmp_path: Path) -> int:
@@ -53,7 +63,11 @@ def assessment_rows(tmp_path: Path) -> int:
 
 
 def verdict_prompts(server: OpenAIServer) -> list[dict]:
-    return [r.json for r in server.requests if r.json["response_format"]["json_schema"]["name"] != "tool_selection"]
+    return [
+        r.json
+        for r in server.requests
+        if r.json["response_format"]["json_schema"]["name"] != "tool_selection"
+    ]
 
 
 def evidence_lines(text: str, name: str) -> str:
@@ -73,6 +87,12 @@ def numbers(block: str, n_candidates: int) -> list[float]:
     return [float(m.group(1)), float(m.group(2))]
 
 
+def without_usage(results: dict, task: str) -> str:
+    """A task's metrics without this run's token usage, as canonical JSON (so that NaN equals NaN)."""
+    usage = {"prompt_tokens,none", "completion_tokens,none", "cost_usd,none"}
+    return json.dumps({k: v for k, v in results["results"][task].items() if k not in usage}, sort_keys=True)
+
+
 def unique_images(docs: dict, tasks: tuple[str, ...]) -> set[str]:
     return {sha_of_ref(d[f]) for t in tasks for d in docs[t] for f in ("image_1", "image_2") if d.get(f)}
 
@@ -80,6 +100,7 @@ def unique_images(docs: dict, tasks: tuple[str, ...]) -> set[str]:
 def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  # noqa: F811
     """tools=GD+PA+QS on both generation tasks: every doc scored, labelled evidence with the right numbers
     for Image 1 and Image 2; a rerun with the model folders gone makes no judge request and loads no model."""
+    from lmms_eval_autorater.specialists.base import SpecialistInput
     from lmms_eval_autorater.specialists.pa import PAL4VST
     from lmms_eval_autorater.specialists.qs import QSiT
 
@@ -87,8 +108,14 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
     truth = TruthResponder(docs)
     env = env_for(tmp_path, root)
     with OpenAIServer(truth) as server:
-        args = ("--model", "autorater_openai", "--model_args", model_args(server, "GD+PA+QS", models, ("GD", "PA", "QS")),
-                "--tasks", ",".join(GEN_TASKS))
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            model_args(server, "GD+PA+QS", models, ("GD", "PA", "QS")),
+            "--tasks",
+            ",".join(GEN_TASKS),
+        )
         results, log = run_cli(tmp_path, env, *args)
         assert results is not None, log[-3000:]
         n_docs = sum(len(docs[t]) for t in GEN_TASKS)
@@ -97,7 +124,8 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
             assert metric(results, task, "n_scored") == len(docs[task])
             assert metric(results, task, "parse_failures") == 0 and metric(results, task, "api_failures") == 0
         assert metric(results, "imagereward_pair", "accuracy") == pytest.approx(
-            truth.expected_correct["imagereward_pair"] / len(docs["imagereward_pair"]))
+            truth.expected_correct["imagereward_pair"] / len(docs["imagereward_pair"])
+        )
 
         # what the judge read: GD, PA, QS (in that order), nothing else, numbers for each image
         by_image: dict[str, dict[str, float]] = {}
@@ -108,7 +136,9 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
             assert text.index("GroundingDINO (GD)") < text.index("PAL4VST (PA)") < text.index("Q-SiT (QS)")
             assert "AesExpert" not in text and "DeepFace" not in text and "DreamSim" not in text
             gd_lines = evidence_lines(text, "GroundingDINO").splitlines()
-            assert [ln.split(":")[0] for ln in gd_lines] == (["  Image"] if len(shas) == 1 else ["  Image 1", "  Image 2"])
+            assert [ln.split(":")[0] for ln in gd_lines] == (
+                ["  Image"] if len(shas) == 1 else ["  Image 1", "  Image 2"]
+            )
             for code, name in (("PA", "PAL4VST"), ("QS", "Q-SiT")):
                 values = numbers(evidence_lines(text, name), len(shas))
                 assert all(0.0 <= v <= 1.0 for v in values)
@@ -117,9 +147,13 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
         assert set(by_image) == unique_images(docs, GEN_TASKS)
 
         # the numbers are the specialists' own, each under its own image (not swapped, not another image's)
-        refs = {sha_of_ref(d[f]): d[f] for t in GEN_TASKS for d in docs[t] for f in ("image_1", "image_2") if d.get(f)}
-        from lmms_eval_autorater.specialists.base import SpecialistInput
-
+        refs = {
+            sha_of_ref(d[f]): d[f]
+            for t in GEN_TASKS
+            for d in docs[t]
+            for f in ("image_1", "image_2")
+            if d.get(f)
+        }
         shas = sorted(refs)
         items = [SpecialistInput("", refs[s]) for s in shas]
         qs_values = QSiT(model=str(models["QS"]), device="cpu").assess_many(items)
@@ -141,12 +175,13 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
         assert again is not None, log[-3000:]
         assert server.request_count == before
         assert assessment_rows(tmp_path) == rows
-        for task in GEN_TASKS:
-            assert again["results"][task] == results["results"][task]
+        for task in GEN_TASKS:  # the same numbers; this run's own token usage is zero (all from the cache)
+            assert without_usage(again, task) == without_usage(results, task)
+            assert metric(results, task, "prompt_tokens") > 0 and metric(again, task, "prompt_tokens") == 0
 
 
 def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
-    """tools=auto: the judge picks per doc (Q-SiT for 'a red cube', nothing for 'a blue ball'), then judges."""
+    """tools=auto: the judge picks per doc (Q-SiT for 'a red cube', none for 'a blue ball'), then judges."""
     root, docs = data
     truth = TruthResponder(docs)
     pair_docs = docs["imagereward_pair"]
@@ -162,9 +197,15 @@ def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
         return truth(request_json)
 
     with OpenAIServer(responder) as server:
-        args = ("--model", "autorater_openai", "--model_args", model_args(server, "auto", models, ("QS",)),
-                "--tasks", "imagereward_pair")
-        results, log = run_cli(tmp_path, {**env_for(tmp_path, root)}, *args)
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            model_args(server, "auto", models, ("QS",)),
+            "--tasks",
+            "imagereward_pair",
+        )
+        results, log = run_cli(tmp_path, env_for(tmp_path, root), *args)
         assert results is not None, log[-3000:]
     n = len(pair_docs)
     assert server.request_count == 2 * n and len(menus) == n
@@ -172,7 +213,9 @@ def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
         assert all(f"- {c} (" in menu for c in ("GD", "AE", "PA", "QS")) and "- DF (" not in menu
     assert metric(results, "imagereward_pair", "n_scored") == n
     assert metric(results, "imagereward_pair", "parse_failures") == 0
-    assert metric(results, "imagereward_pair", "accuracy") == pytest.approx(truth.expected_correct["imagereward_pair"] / n)
+    assert metric(results, "imagereward_pair", "accuracy") == pytest.approx(
+        truth.expected_correct["imagereward_pair"] / n
+    )
     verdicts = verdict_prompts(server)
     assert len(verdicts) == n
     red = [prompt_text(r) for r in verdicts if "Request: a red cube" in prompt_text(r)]
@@ -185,7 +228,9 @@ def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
     for text in blue:
         assert "Specialist assessments" not in text and "Q-SiT" not in text
     # only the chosen specialist ran, once per distinct image of the docs that chose it
-    red_images = {sha_of_ref(d[f]) for d in pair_docs if d["request"] == "a red cube" for f in ("image_1", "image_2")}
+    red_images = {
+        sha_of_ref(d[f]) for d in pair_docs if d["request"] == "a red cube" for f in ("image_1", "image_2")
+    }
     assert assessment_rows(tmp_path) == len(red_images)
 
 
@@ -194,16 +239,26 @@ def test_all_specialists_with_aesexpert(tmp_path, data, models):  # noqa: F811
     root, docs = data
     truth = TruthResponder(docs)
     with OpenAIServer(truth) as server:
-        args = ("--model", "autorater_openai", "--model_args",
-                model_args(server, "all", models, ("GD", "AE", "PA", "QS")), "--tasks", "imagereward_pair")
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            model_args(server, "all", models, ("GD", "AE", "PA", "QS")),
+            "--tasks",
+            "imagereward_pair",
+        )
         results, log = run_cli(tmp_path, env_for(tmp_path, root), *args)
         assert results is not None, log[-3000:]
     n = len(docs["imagereward_pair"])
     assert server.request_count == n and metric(results, "imagereward_pair", "n_scored") == n
     for req in server.requests:
         text = prompt_text(req.json)
-        assert (text.index("GroundingDINO (GD)") < text.index("AesExpert (AE)") < text.index("PAL4VST (PA)")
-                < text.index("Q-SiT (QS)"))
+        assert (
+            text.index("GroundingDINO (GD)")
+            < text.index("AesExpert (AE)")
+            < text.index("PAL4VST (PA)")
+            < text.index("Q-SiT (QS)")
+        )
         assert "DeepFace" not in text and "DreamSim" not in text
         ae_lines = evidence_lines(text, "AesExpert").splitlines()
         assert [ln[:10] for ln in ae_lines] == ["  Image 1:", "  Image 2:"]
@@ -213,13 +268,19 @@ def test_all_specialists_with_aesexpert(tmp_path, data, models):  # noqa: F811
     assert assessment_rows(tmp_path) == 4 * len(unique_images(docs, ("imagereward_pair",)))
 
 
-def test_editing_only_specialist_on_generation_task_fails(tmp_path, data, models):  # noqa: F811
+def test_editing_only_specialist_on_generation_task_fails(tmp_path, data):  # noqa: F811
     """tools=DF on a generation task: an error naming DF and generation; no results, no judge request."""
     root, _ = data
     with OpenAIServer(TruthResponder({})) as server:
-        args = ("--model", "autorater_openai", "--model_args", model_args(server, "DF", models, ("QS",)),
-                "--tasks", "imagereward_pair")
+        args = (
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            model_args(server, "DF", {}, ()),
+            "--tasks",
+            "imagereward_pair",
+        )
         results, log = run_cli(tmp_path, env_for(tmp_path, root), *args)
     assert results is None
-    assert re.search(r"\bDF do not apply to generation tasks", log), log[-3000:]
+    assert re.search(r"\bDF do not apply to generation tasks; applicable: GD\+AE\+PA\+QS", log), log[-3000:]
     assert server.request_count == 0

@@ -16,7 +16,10 @@ from lmms_eval_autorater.tasks.imagereward_point import utils as irpoint
 from lmms_eval_autorater.tasks.psr import utils as psr
 from tests.datafactory import SHARED, make_aigiqa, make_imagereward, make_psr, standard_data
 
-needs_shared = pytest.mark.skipif(not SHARED.is_dir(), reason=f"{SHARED} is absent (it exists beside the project in CI, not in a user's clone)")
+needs_shared = pytest.mark.skipif(
+    not SHARED.is_dir(),
+    reason=f"{SHARED} is absent (it exists beside the project in CI, not in a user's clone)",
+)
 
 
 # ---- PSR mode-vote rule -------------------------------------------------------------------------
@@ -55,9 +58,19 @@ def test_psr_build_counts_and_drops(tmp_path):
 
 def test_psr_paper_arithmetic():
     """452 sets with 8 tie modes and no unclear modes keep 444 (the paper's count)."""
-    records = [{"id": f"t{i}", "request": "r", "source": "s", "edits": ["a", "b"],
-                "votes": ["tie"] * 3 if i < 8 else ["1"] * 3 if i % 2 else ["2", "2", "2", "1"]} for i in range(452)]
-    docs, stats = psr.build_docs_from_records(records, root=__import__("pathlib").Path("."), check_files=False)
+    records = [
+        {
+            "id": f"t{i}",
+            "request": "r",
+            "source": "s",
+            "edits": ["a", "b"],
+            "votes": ["tie"] * 3 if i < 8 else ["1"] * 3 if i % 2 else ["2", "2", "2", "1"],
+        }
+        for i in range(452)
+    ]
+    docs, stats = psr.build_docs_from_records(
+        records, root=__import__("pathlib").Path("."), check_files=False
+    )
     assert (len(docs), stats.tie_label, stats.no_clear_mode) == (444, 8, 0)
 
 
@@ -67,8 +80,14 @@ def test_psr_paper_arithmetic():
         ({"request": "r", "source": "s", "edits": ["a", "b"], "votes": ["1"]}, "missing field 'id'"),
         ({"id": "x", "source": "s", "edits": ["a", "b"], "votes": ["1"]}, "missing field 'request'"),
         ({"id": "x", "request": "r", "source": "s", "edits": ["a"], "votes": ["1"]}, "field 'edits'"),
-        ({"id": "x", "request": "r", "source": "s", "edits": ["a", "b"], "votes": ["1", "3"]}, "unknown label '3'"),
-        ({"id": "x", "request": "r", "source": "s", "edits": ["a", "b"], "votes": ["left"]}, "unknown label 'left'"),
+        (
+            {"id": "x", "request": "r", "source": "s", "edits": ["a", "b"], "votes": ["1", "3"]},
+            "unknown label '3'",
+        ),
+        (
+            {"id": "x", "request": "r", "source": "s", "edits": ["a", "b"], "votes": ["left"]},
+            "unknown label 'left'",
+        ),
     ],
 )
 def test_psr_bad_records_name_line_and_field(record, message, tmp_path):
@@ -111,10 +130,14 @@ def test_build_pairs_excludes_same_rank_and_labels_better_side():
 
 @pytest.mark.parametrize("zipped", [True, False])
 def test_imagereward_local_layout(tmp_path, monkeypatch, zipped):
-    make_imagereward(tmp_path, [
-        {"id": "p1", "prompt": "a red cube", "ranks": [1, 2, 2, 3], "ratings": [6, 4, 5, 2]},
-        {"id": "p2", "prompt": "a blue ball", "ranks": [2, 1, 3], "ratings": [3, 7, 1]},
-    ], zipped=zipped)
+    make_imagereward(
+        tmp_path,
+        [
+            {"id": "p1", "prompt": "a red cube", "ranks": [1, 2, 2, 3], "ratings": [6, 4, 5, 2]},
+            {"id": "p2", "prompt": "a blue ball", "ranks": [2, 1, 3], "ratings": [3, 7, 1]},
+        ],
+        zipped=zipped,
+    )
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(tmp_path))
     pairs = irpair.build_docs()
     assert len(pairs) == 8
@@ -130,7 +153,9 @@ def test_imagereward_local_layout(tmp_path, monkeypatch, zipped):
 def test_imagereward_missing_column_and_image(tmp_path, monkeypatch):
     import pandas as pd
 
-    folder = make_imagereward(tmp_path, [{"id": "p", "prompt": "x", "ranks": [1, 2], "ratings": [5, 3]}], zipped=False)
+    folder = make_imagereward(
+        tmp_path, [{"id": "p", "prompt": "x", "ranks": [1, 2], "ratings": [5, 3]}], zipped=False
+    )
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(tmp_path))
     meta = folder / "metadata-test.parquet"
     frame = pd.read_parquet(meta)
@@ -147,14 +172,25 @@ def test_imagereward_missing_column_and_image(tmp_path, monkeypatch):
 def test_imagereward_real_test_split_counts():
     """The real ImageReward test.json: 466 prompts, 2,720 images, 6,399 pairs, 831 same-rank pairs."""
     data = json.loads((SHARED / "imagereward" / "test.json").read_text())
-    groups = [(item["id"], [irpair.RankedImage(g.rsplit("/", 1)[-1], r) for g, r in zip(item["generations"], item["ranking"])])
-              for item in data]
+    groups = [
+        (
+            item["id"],
+            [
+                irpair.RankedImage(g.rsplit("/", 1)[-1], r)
+                for g, r in zip(item["generations"], item["ranking"])
+            ],
+        )
+        for item in data
+    ]
     pairs, stats = irpair.build_pairs(groups)
     assert (stats.prompts, stats.images, stats.pairs, stats.same_rank_pairs) == (466, 2720, 6399, 831)
     assert len({a.name for _, images in groups for a in images}) == 2720  # names are unique
     # the pointwise builder keeps every image
-    rows = [{"image_path": g, "prompt_id": item["id"], "prompt": item["prompt"], "rank": r, "overall_rating": 4}
-            for item in data for g, r in zip(item["generations"], item["ranking"])]
+    rows = [
+        {"image_path": g, "prompt_id": item["id"], "prompt": item["prompt"], "rank": r, "overall_rating": 4}
+        for item in data
+        for g, r in zip(item["generations"], item["ranking"])
+    ]
     index = {g.rsplit("/", 1)[-1]: g for item in data for g in item["generations"]}
     assert len(irpoint.point_docs(rows, index)) == 2720
     docs, _ = irpair.pair_docs(rows, index)
@@ -165,7 +201,9 @@ def test_imagereward_real_test_split_counts():
 @pytest.mark.parametrize("header", [True, False])
 def test_aigiqa_local_layout_with_and_without_header(tmp_path, monkeypatch, header):
     names = [f"DALLE2_{i:04d}.png" for i in range(5)]
-    make_aigiqa(tmp_path, [(n, f"prompt {i % 2}", 1.0 + i) for i, n in enumerate(names)], names[1:4], header=header)
+    make_aigiqa(
+        tmp_path, [(n, f"prompt {i % 2}", 1.0 + i) for i, n in enumerate(names)], names[1:4], header=header
+    )
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(tmp_path))
     docs = aigiqa.build_docs()
     assert [d["doc_id"] for d in docs] == names[1:4]
@@ -177,7 +215,9 @@ def test_aigiqa_errors_name_file_line_and_field(tmp_path, monkeypatch):
     names = ["SD1.5_0001.png", "SD1.5_0002.png"]
     folder = make_aigiqa(tmp_path, [(names[0], "p", 2.0)], names)
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(tmp_path))
-    with pytest.raises(DataError, match=r"info_test.csv line 3 \(image 'SD1.5_0002.png'\): field 'name' has no row"):
+    with pytest.raises(
+        DataError, match=r"info_test.csv line 3 \(image 'SD1.5_0002.png'\): field 'name' has no row"
+    ):
         aigiqa.build_docs()
     (folder / "data.csv").write_text("name,prompt,mos\nSD1.5_0001.png,p,high\n")
     with pytest.raises(DataError, match="line 2.*field 'mos'"):
@@ -194,6 +234,7 @@ def test_aigiqa_header_detection():
 @needs_shared
 def test_aigiqa_real_split_arithmetic():
     """15 generators split 7:1:2 per generator: 14,000 train + 2,000 val imply 4,000 test images."""
+
     def names(f):
         with open(SHARED / "aigiqa" / f, newline="") as fh:
             return [r[0] for r in csv.reader(fh) if r]

@@ -33,12 +33,17 @@ def __getattr__(name: str) -> Any:
 
 def _looks_like_path(ref: str) -> bool:
     """True for what cannot be a hub repo id: a relative/absolute path, a file name, more than one slash."""
-    return (ref.startswith((".", "/", "~")) or ref.count("/") > 1 or "\\" in ref
-            or Path(ref).suffix in (".pt", ".pth", ".bin", ".safetensors", ".json"))
+    return (
+        ref.startswith((".", "/", "~"))
+        or ref.count("/") > 1
+        or "\\" in ref
+        or Path(ref).suffix in (".pt", ".pth", ".bin", ".safetensors", ".json")
+    )
 
 
-def resolve_file(ref: str | os.PathLike, filename: str, *, local_files_only: bool | None = None,
-                 what: str = "checkpoint") -> Path:
+def resolve_file(
+    ref: str | os.PathLike, filename: str, *, local_files_only: bool | None = None, what: str = "checkpoint"
+) -> Path:
     """Return a local path for ``ref``: an existing file, a folder holding ``filename``, or a hub repo id.
 
     A hub id is fetched with ``huggingface_hub`` (from the cache only when ``local_files_only``);
@@ -74,8 +79,13 @@ def resolve_file(ref: str | os.PathLike, filename: str, *, local_files_only: boo
         raise CheckpointError(f"{what}: cannot fetch {filename} from hub repo {ref_s!r}: {exc}") from exc
 
 
-def resolve_dir(ref: str | os.PathLike, *, local_files_only: bool | None = None, what: str = "model folder",
-                allow_patterns: list[str] | None = None) -> Path:
+def resolve_dir(
+    ref: str | os.PathLike,
+    *,
+    local_files_only: bool | None = None,
+    what: str = "model folder",
+    allow_patterns: list[str] | None = None,
+) -> Path:
     """Return a local folder for ``ref``: an existing folder, or a hub repo id fetched (config files only)."""
     ref_s = os.fspath(ref)
     path = Path(ref_s).expanduser()
@@ -87,7 +97,9 @@ def resolve_dir(ref: str | os.PathLike, *, local_files_only: bool | None = None,
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(snapshot_download(ref_s, allow_patterns=allow_patterns, local_files_only=bool(local_files_only)))
+        return Path(
+            snapshot_download(ref_s, allow_patterns=allow_patterns, local_files_only=bool(local_files_only))
+        )
     except LocalEntryNotFoundError as exc:
         raise CheckpointError(
             f"{what}: hub repo {ref_s!r} is not in the local Hugging Face cache and local_files_only is set "
@@ -113,8 +125,14 @@ def pick_dtype(device: str, dtype: str | None = None):
     import torch
 
     if dtype:
-        names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-                 "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+        names = {
+            "float32": torch.float32,
+            "fp32": torch.float32,
+            "bfloat16": torch.bfloat16,
+            "bf16": torch.bfloat16,
+            "float16": torch.float16,
+            "fp16": torch.float16,
+        }
         if dtype not in names:
             raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
         return names[dtype]
@@ -171,8 +189,15 @@ def load_state_dict(path: Path, *, what: str = "checkpoint") -> dict:
     return sd
 
 
-def load_into_meta_model(model, state_dict: dict, device: str, dtype, *, keep_float32: tuple[str, ...] = (),
-                         what: str = "checkpoint") -> None:
+def load_into_meta_model(
+    model,
+    state_dict: dict,
+    device: str,
+    dtype,
+    *,
+    keep_float32: tuple[str, ...] = (),
+    what: str = "checkpoint",
+) -> None:
     """Load ``state_dict`` (emptied on the way) into ``model`` built on the meta device (no init cost, no double copy), then
     rebuild the non-persistent buffers (rotary frequencies, position ids) from each module's config.
 
@@ -191,7 +216,9 @@ def load_into_meta_model(model, state_dict: dict, device: str, dtype, *, keep_fl
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     for k, v in state_dict.items():
         if tuple(v.shape) != shapes[k]:
-            raise CheckpointError(f"{what}: tensor {k} has shape {tuple(v.shape)}, the model expects {shapes[k]}")
+            raise CheckpointError(
+                f"{what}: tensor {k} has shape {tuple(v.shape)}, the model expects {shapes[k]}"
+            )
     cast = {}
     for k in list(state_dict):  # pop as we go: one copy of the weights at a time
         v = state_dict.pop(k)

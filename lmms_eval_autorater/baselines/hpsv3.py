@@ -89,11 +89,18 @@ def build_prompt_text(prompt: str) -> str:
     return INSTRUCTION.format(text_prompt=prompt) + REWARD_SUFFIX
 
 
-def smart_resize(height: int, width: int, factor: int = IMAGE_FACTOR, min_pixels: int = IMAGE_PIXELS,
-                 max_pixels: int = IMAGE_PIXELS) -> tuple[int, int]:
+def smart_resize(
+    height: int,
+    width: int,
+    factor: int = IMAGE_FACTOR,
+    min_pixels: int = IMAGE_PIXELS,
+    max_pixels: int = IMAGE_PIXELS,
+) -> tuple[int, int]:
     """Target (height, width): multiples of ``factor``, pixel count within bounds, aspect ratio kept (qwen-vl-utils)."""
     if max(height, width) / min(height, width) > MAX_ASPECT_RATIO:
-        raise ValueError(f"aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT_RATIO}")
+        raise ValueError(
+            f"aspect ratio {max(height, width) / min(height, width):.1f} exceeds {MAX_ASPECT_RATIO}"
+        )
     h_bar = max(factor, round(height / factor) * factor)
     w_bar = max(factor, round(width / factor) * factor)
     if h_bar * w_bar > max_pixels:
@@ -125,11 +132,13 @@ def map_hpsv3_keys(sd: dict[str, Any]) -> dict[str, Any]:
         elif key.startswith("rm_head."):
             out[key] = value
         elif key.startswith("model."):
-            out["model.language_model." + key[len("model."):]] = value
+            out["model.language_model." + key[len("model.") :]] = value
         elif key == "lm_head.weight":
             continue
         else:
-            raise CheckpointError(f"HPSv3 checkpoint: unexpected key {key} (expected the transformers 4.45 layout)")
+            raise CheckpointError(
+                f"HPSv3 checkpoint: unexpected key {key} (expected the transformers 4.45 layout)"
+            )
     return out
 
 
@@ -143,8 +152,12 @@ def _build_module(config, head_dims: list[tuple[int, int]]):
             self.model = Qwen2VLModel(config)
             (i0, o0), (i1, o1), (i2, o2) = head_dims
             self.rm_head = torch.nn.Sequential(
-                torch.nn.Linear(i0, o0), torch.nn.ReLU(), torch.nn.Dropout(0.05),
-                torch.nn.Linear(i1, o1), torch.nn.ReLU(), torch.nn.Linear(i2, o2),
+                torch.nn.Linear(i0, o0),
+                torch.nn.ReLU(),
+                torch.nn.Dropout(0.05),
+                torch.nn.Linear(i1, o1),
+                torch.nn.ReLU(),
+                torch.nn.Linear(i2, o2),
             )
 
     with torch.device("meta"):
@@ -154,9 +167,16 @@ def _build_module(config, head_dims: list[tuple[int, int]]):
 class HPSv3Scorer:
     """HPSv3 scores for (prompt, image) pairs: the reward head's mu, higher is better."""
 
-    def __init__(self, checkpoint: str = "MizzenAI/HPSv3", base_model: str = "Qwen/Qwen2-VL-7B-Instruct",
-                 device: str | None = None, batch_size: int = 4, local_files_only: bool | None = None,
-                 dtype: str | None = None, attn_implementation: str = "sdpa") -> None:
+    def __init__(
+        self,
+        checkpoint: str = "MizzenAI/HPSv3",
+        base_model: str = "Qwen/Qwen2-VL-7B-Instruct",
+        device: str | None = None,
+        batch_size: int = 4,
+        local_files_only: bool | None = None,
+        dtype: str | None = None,
+        attn_implementation: str = "sdpa",
+    ) -> None:
         self.checkpoint = checkpoint
         self.base_model = base_model
         self.device_arg = device
@@ -173,15 +193,25 @@ class HPSv3Scorer:
             return self
         from transformers import AutoProcessor, Qwen2VLConfig
 
-        ckpt = resolve_file(self.checkpoint, "HPSv3.safetensors", local_files_only=self.local_files_only,
-                            what="HPSv3 checkpoint")
-        base = resolve_dir(self.base_model, local_files_only=self.local_files_only, what="HPSv3 base model",
-                           allow_patterns=BASE_MODEL_FILES)
+        ckpt = resolve_file(
+            self.checkpoint,
+            "HPSv3.safetensors",
+            local_files_only=self.local_files_only,
+            what="HPSv3 checkpoint",
+        )
+        base = resolve_dir(
+            self.base_model,
+            local_files_only=self.local_files_only,
+            what="HPSv3 base model",
+            allow_patterns=BASE_MODEL_FILES,
+        )
         sd = map_hpsv3_keys(load_state_dict(ckpt, what="HPSv3 checkpoint"))
         head_keys = {k for k in sd if k.startswith("rm_head.")}
         if head_keys != _HEAD_KEYS:
-            raise CheckpointError(f"HPSv3 checkpoint: rm_head keys {sorted(head_keys)} are not the ranknet head "
-                                  f"{sorted(_HEAD_KEYS)}")
+            raise CheckpointError(
+                f"HPSv3 checkpoint: rm_head keys {sorted(head_keys)} are not the ranknet head "
+                f"{sorted(_HEAD_KEYS)}"
+            )
         head_dims = [tuple(reversed(sd[f"rm_head.{i}.weight"].shape)) for i in (0, 3, 5)]
         embed = sd.get("model.language_model.embed_tokens.weight")
         if embed is None:
@@ -217,8 +247,9 @@ class HPSv3Scorer:
         self.device = pick_device(self.device_arg)
         self.dtype = pick_dtype(self.device, self.dtype_arg)
         module = _build_module(config, head_dims)
-        load_into_meta_model(module, sd, self.device, self.dtype, keep_float32=("rm_head.",),
-                             what=f"HPSv3 checkpoint {ckpt}")
+        load_into_meta_model(
+            module, sd, self.device, self.dtype, keep_float32=("rm_head.",), what=f"HPSv3 checkpoint {ckpt}"
+        )
         self.model = module.eval()
         self.processor = processor
         return self
@@ -240,18 +271,24 @@ class HPSv3Scorer:
         self.load()
         out: list[tuple[float, float]] = []
         for start in range(0, len(images), self.batch_size):
-            out.extend(self._score_batch(prompts[start:start + self.batch_size],
-                                         images[start:start + self.batch_size]))
+            out.extend(
+                self._score_batch(
+                    prompts[start : start + self.batch_size], images[start : start + self.batch_size]
+                )
+            )
         return out
 
     def prepare(self, prompts: list[str], images: list[Any]) -> dict:
         """Processor inputs for a batch, as upstream's ``prepare_batch`` builds them (right padding)."""
         pil = [resize_image(open_image(im)) for im in images]
-        conversations = [[{"role": "user", "content": [{"type": "image"},
-                                                       {"type": "text", "text": build_prompt_text(p)}]}]
-                         for p in prompts]
-        texts = [self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
-                 for c in conversations]
+        conversations = [
+            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": build_prompt_text(p)}]}]
+            for p in prompts
+        ]
+        texts = [
+            self.processor.apply_chat_template(c, tokenize=False, add_generation_prompt=True)
+            for c in conversations
+        ]
         return self.processor(text=texts, images=pil, padding=True, return_tensors="pt")
 
     def _score_batch(self, prompts: list[str], images: list[Any]) -> list[tuple[float, float]]:
@@ -281,4 +318,3 @@ class HPSv3Scorer:
             logits = self.model.rm_head(picked)
         rows = logits.cpu().tolist()
         return [(float(r[0]), float(r[1]) if len(r) > 1 else float("nan")) for r in rows]
-

@@ -57,7 +57,12 @@ IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 VIT_HEAD_DIM = 64
 #: BLIP's ``med_config.json`` (what ``THUDM/ImageReward`` ships), for what tensors cannot tell
-DEFAULT_MED_CONFIG = {"num_attention_heads": 12, "hidden_act": "gelu", "layer_norm_eps": 1e-12, "pad_token_id": 0}
+DEFAULT_MED_CONFIG = {
+    "num_attention_heads": 12,
+    "hidden_act": "gelu",
+    "layer_norm_eps": 1e-12,
+    "pad_token_id": 0,
+}
 
 _VIT = "blip.visual_encoder."
 _TEXT = "blip.text_encoder."
@@ -80,7 +85,7 @@ def map_imagereward_keys(sd: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in sd.items():
         if key.startswith(_VIT):
-            rest = key[len(_VIT):]
+            rest = key[len(_VIT) :]
             for pattern, repl in _VIT_RENAMES:
                 new, n = re.subn(pattern, repl, rest)
                 if n:
@@ -89,7 +94,7 @@ def map_imagereward_keys(sd: dict[str, Any]) -> dict[str, Any]:
             else:
                 raise CheckpointError(f"ImageReward checkpoint: unknown vision key {key}")
         elif key.startswith(_TEXT):
-            rest = key[len(_TEXT):]
+            rest = key[len(_TEXT) :]
             if rest == "embeddings.position_ids" or rest.startswith("pooler."):
                 continue
             out["text." + rest] = value
@@ -105,7 +110,9 @@ def map_imagereward_keys(sd: dict[str, Any]) -> dict[str, Any]:
 def _count(sd: dict[str, Any], pattern: str) -> int:
     ids = {int(m.group(1)) for k in sd if (m := re.match(pattern, k))}
     if ids != set(range(len(ids))):
-        raise CheckpointError(f"ImageReward checkpoint: non-contiguous layer indices for {pattern}: {sorted(ids)}")
+        raise CheckpointError(
+            f"ImageReward checkpoint: non-contiguous layer indices for {pattern}: {sorted(ids)}"
+        )
     return len(ids)
 
 
@@ -122,9 +129,13 @@ def vision_config_from_state_dict(sd: dict[str, Any]) -> dict[str, Any]:
     n_pos = _need(sd, _VIT + "pos_embed").shape[1]
     side = math.isqrt(n_pos - 1)
     if side * side != n_pos - 1:
-        raise CheckpointError(f"ImageReward checkpoint: {n_pos - 1} patch positions do not form a square grid")
+        raise CheckpointError(
+            f"ImageReward checkpoint: {n_pos - 1} patch positions do not form a square grid"
+        )
     if width % VIT_HEAD_DIM:
-        raise CheckpointError(f"ImageReward checkpoint: ViT width {width} is not a multiple of {VIT_HEAD_DIM}")
+        raise CheckpointError(
+            f"ImageReward checkpoint: ViT width {width} is not a multiple of {VIT_HEAD_DIM}"
+        )
     return {
         "hidden_size": width,
         "intermediate_size": _need(sd, _VIT + "blocks.0.mlp.fc1.weight").shape[0],
@@ -138,7 +149,9 @@ def vision_config_from_state_dict(sd: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def text_config_from_state_dict(sd: dict[str, Any], med: dict[str, Any], encoder_width: int) -> dict[str, Any]:
+def text_config_from_state_dict(
+    sd: dict[str, Any], med: dict[str, Any], encoder_width: int
+) -> dict[str, Any]:
     """BLIP BERT hyper-parameters: sizes from the tensors, head count/activation/epsilon from ``med_config``."""
     words = _need(sd, _TEXT + "embeddings.word_embeddings.weight")
     n_layers = _count(sd, re.escape(_TEXT) + r"encoder\.layer\.(\d+)\.")
@@ -211,9 +224,16 @@ def _build_module(vision_cfg: dict[str, Any], text_cfg: dict[str, Any], head_dim
 class ImageRewardScorer:
     """ImageReward scores for (prompt, image) pairs: the upstream z-normalised reward, higher is better."""
 
-    def __init__(self, checkpoint: str = "THUDM/ImageReward", med_config: str | None = None,
-                 tokenizer: str = "bert-base-uncased", device: str | None = None, batch_size: int = 8,
-                 local_files_only: bool | None = None, dtype: str | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint: str = "THUDM/ImageReward",
+        med_config: str | None = None,
+        tokenizer: str = "bert-base-uncased",
+        device: str | None = None,
+        batch_size: int = 8,
+        local_files_only: bool | None = None,
+        dtype: str | None = None,
+    ) -> None:
         self.checkpoint = checkpoint
         self.med_config = med_config
         self.tokenizer_name = tokenizer
@@ -236,8 +256,9 @@ class ImageRewardScorer:
                 ref = self.checkpoint  # a hub id: its med_config.json
             else:
                 return {}  # a bare local file: BLIP's defaults (DEFAULT_MED_CONFIG)
-        path = resolve_file(ref, "med_config.json", local_files_only=self.local_files_only,
-                            what="ImageReward med_config")
+        path = resolve_file(
+            ref, "med_config.json", local_files_only=self.local_files_only, what="ImageReward med_config"
+        )
         try:
             return json.loads(path.read_text())
         except (OSError, ValueError) as exc:
@@ -250,8 +271,12 @@ class ImageRewardScorer:
         from tokenizers import AddedToken
         from transformers import BertTokenizer
 
-        ckpt = resolve_file(self.checkpoint, "ImageReward.pt", local_files_only=self.local_files_only,
-                            what="ImageReward checkpoint")
+        ckpt = resolve_file(
+            self.checkpoint,
+            "ImageReward.pt",
+            local_files_only=self.local_files_only,
+            what="ImageReward checkpoint",
+        )
         raw = load_state_dict(ckpt, what="ImageReward checkpoint")
         med = self._read_med_config(ckpt)
         vision_cfg = vision_config_from_state_dict(raw)
@@ -261,21 +286,34 @@ class ImageRewardScorer:
             out_dim, in_dim = _need(raw, f"mlp.layers.{i}.weight").shape
             head_dims.append((in_dim, out_dim))
         if head_dims[0][0] != text_cfg["hidden_size"] or head_dims[-1][1] != 1:
-            raise CheckpointError(f"ImageReward checkpoint: head shapes {head_dims} do not fit the text encoder")
+            raise CheckpointError(
+                f"ImageReward checkpoint: head shapes {head_dims} do not fit the text encoder"
+            )
 
         self.device = pick_device(self.device_arg)
         self.dtype = pick_dtype(self.device, self.dtype_arg)
         module = _build_module(vision_cfg, text_cfg, head_dims)
-        load_into_meta_model(module, map_imagereward_keys(raw), self.device, self.dtype,
-                             keep_float32=("head.",), what=f"ImageReward checkpoint {ckpt}")
+        load_into_meta_model(
+            module,
+            map_imagereward_keys(raw),
+            self.device,
+            self.dtype,
+            keep_float32=("head.",),
+            what=f"ImageReward checkpoint {ckpt}",
+        )
         del raw
         self.model = module.eval()
         self.image_size = vision_cfg["image_size"]
 
         tok = BertTokenizer.from_pretrained(self.tokenizer_name, local_files_only=bool(self.local_files_only))
         # upstream's init_tokenizer(): [DEC] as bos, [ENC] as an extra special token (in that order)
-        tok.add_tokens([AddedToken("[DEC]", special=True, normalized=False),
-                        AddedToken("[ENC]", special=True, normalized=False)], special_tokens=True)
+        tok.add_tokens(
+            [
+                AddedToken("[DEC]", special=True, normalized=False),
+                AddedToken("[ENC]", special=True, normalized=False),
+            ],
+            special_tokens=True,
+        )
         if len(tok) > text_cfg["vocab_size"]:
             raise CheckpointError(
                 f"ImageReward: tokenizer {self.tokenizer_name} has {len(tok)} tokens but the checkpoint's "
@@ -299,16 +337,24 @@ class ImageRewardScorer:
         self.load()
         out: list[float] = []
         for start in range(0, len(images), self.batch_size):
-            out.extend(self._score_batch(prompts[start:start + self.batch_size],
-                                         images[start:start + self.batch_size]))
+            out.extend(
+                self._score_batch(
+                    prompts[start : start + self.batch_size], images[start : start + self.batch_size]
+                )
+            )
         return out
 
     def _score_batch(self, prompts: list[str], images: list[Any]) -> list[float]:
         import torch
 
         pixels = torch.stack([preprocess_image(open_image(im), self.image_size) for im in images])
-        text = self.tokenizer(list(prompts), padding="max_length", truncation=True, max_length=MAX_TEXT_LENGTH,
-                              return_tensors="pt")
+        text = self.tokenizer(
+            list(prompts),
+            padding="max_length",
+            truncation=True,
+            max_length=MAX_TEXT_LENGTH,
+            return_tensors="pt",
+        )
         m = self.model
         with torch.inference_mode():
             image_embeds = m.vision(pixel_values=pixels.to(self.device, self.dtype)).last_hidden_state

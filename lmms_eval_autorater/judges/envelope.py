@@ -53,16 +53,24 @@ def decode_output(text: str, paradigm: str) -> Decoded:
             payload = None
         if isinstance(payload, dict) and payload.get(MARKER) == VERSION:
             if payload.get("paradigm") not in (None, paradigm):
-                return Decoded("parse_failure", None, meta={"error": f"verdict for {payload.get('paradigm')}"})
+                return Decoded(
+                    "parse_failure", None, meta={"error": f"verdict for {payload.get('paradigm')}"}
+                )
             status = payload.get("status", "parse_failure")
             value = payload.get("value")
             if status == "ok" and value is None:
                 status = "parse_failure"
-            return Decoded(status, value if status == "ok" else None, payload.get("analysis", ""),
-                           payload.get("meta") or {})
+            return Decoded(
+                status,
+                value if status == "ok" else None,
+                payload.get("analysis", ""),
+                payload.get("meta") or {},
+            )
     from lmms_eval_autorater.judges import contract
 
-    parsed = contract.parse_pairwise(stripped) if paradigm == "pairwise" else contract.parse_pointwise(stripped)
+    parsed = (
+        contract.parse_pairwise(stripped) if paradigm == "pairwise" else contract.parse_pointwise(stripped)
+    )
     if parsed.ok:
         return Decoded("ok", parsed.value, parsed.analysis, {"form": parsed.form})
     return Decoded("parse_failure", None, parsed.analysis, {"reason": parsed.reason})

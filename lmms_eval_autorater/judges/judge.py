@@ -38,26 +38,41 @@ class JudgeStats:
 
 def swap_request(req: JudgeRequest) -> JudgeRequest:
     """The same pairwise request with the candidates (and their assessments) in the other order."""
-    swapped = tuple(replace(a, candidate=3 - a.candidate) if a.candidate in (1, 2) else a for a in req.assessments)
+    swapped = tuple(
+        replace(a, candidate=3 - a.candidate) if a.candidate in (1, 2) else a for a in req.assessments
+    )
     return replace(req, candidates=tuple(reversed(req.candidates)), assessments=swapped)
 
 
 def _completion_meta(c: Completion) -> dict:
-    return {"model": c.model, "fingerprint": c.fingerprint, "usage": dict(c.usage), "cached": c.cached,
-            "finish_reason": c.finish_reason}
+    return {
+        "model": c.model,
+        "fingerprint": c.fingerprint,
+        "usage": dict(c.usage),
+        "cached": c.cached,
+        "finish_reason": c.finish_reason,
+    }
 
 
 def to_verdict(result: Completion | BackendError, paradigm: str) -> Verdict:
     """Parse one backend result into a verdict, keeping the raw text and the failure reason."""
     if isinstance(result, BackendError):
         return Verdict(status="api_error", error=str(result), meta={"http_status": result.status})
-    parsed = contract.parse_pairwise(result.text) if paradigm == "pairwise" else contract.parse_pointwise(result.text)
+    parsed = (
+        contract.parse_pairwise(result.text)
+        if paradigm == "pairwise"
+        else contract.parse_pointwise(result.text)
+    )
     meta = _completion_meta(result)
     if not parsed.ok:
-        return Verdict(status="parse_failure", analysis=parsed.analysis, raw=result.text, error=parsed.reason, meta=meta)
+        return Verdict(
+            status="parse_failure", analysis=parsed.analysis, raw=result.text, error=parsed.reason, meta=meta
+        )
     meta["form"] = parsed.form
     if paradigm == "pairwise":
-        return Verdict(status="ok", analysis=parsed.analysis, preferred=int(parsed.value), raw=result.text, meta=meta)
+        return Verdict(
+            status="ok", analysis=parsed.analysis, preferred=int(parsed.value), raw=result.text, meta=meta
+        )
     return Verdict(status="ok", analysis=parsed.analysis, score=int(parsed.value), raw=result.text, meta=meta)
 
 
@@ -71,10 +86,20 @@ def combine_swap(first: Verdict, second: Verdict) -> Verdict:
     second_in_original = 3 - int(second.preferred)
     agree = first.preferred == second_in_original
     usage = _sum_usage(first.meta.get("usage"), second.meta.get("usage"))
-    meta = {**first.meta, "usage": usage, "swap": True, "swap_flipped": not agree,
-            "swapped_answer": {"preferred_in_original_order": second_in_original, "analysis": second.analysis}}
-    return Verdict(status="ok", analysis=first.analysis, preferred=first.preferred if agree else 0,
-                   raw=first.raw, meta=meta)
+    meta = {
+        **first.meta,
+        "usage": usage,
+        "swap": True,
+        "swap_flipped": not agree,
+        "swapped_answer": {"preferred_in_original_order": second_in_original, "analysis": second.analysis},
+    }
+    return Verdict(
+        status="ok",
+        analysis=first.analysis,
+        preferred=first.preferred if agree else 0,
+        raw=first.raw,
+        meta=meta,
+    )
 
 
 def _sum_usage(*usages: dict | None) -> dict:
@@ -94,10 +119,17 @@ class Judge:
     ``applicable``: task kind -> the codes that apply. ``render``: assessments -> the evidence text.
     """
 
-    def __init__(self, complete_all: CompleteAll, *, tools: Sequence[str] | str = (), swap: bool = False,
-                 assess: AssessFn | None = None, render: Callable[[list[Assessment], int], str] | None = None,
-                 applicable: Callable[[str], list[str]] | None = None, tool_menu: Callable[[list[str]], str] | None = None,
-                 ) -> None:
+    def __init__(
+        self,
+        complete_all: CompleteAll,
+        *,
+        tools: Sequence[str] | str = (),
+        swap: bool = False,
+        assess: AssessFn | None = None,
+        render: Callable[[list[Assessment], int], str] | None = None,
+        applicable: Callable[[str], list[str]] | None = None,
+        tool_menu: Callable[[list[str]], str] | None = None,
+    ) -> None:
         self.complete_all = complete_all
         self.tools = tools
         self.swap = swap
@@ -121,12 +153,18 @@ class Judge:
                 for kind in sorted({r.task_kind for r in reqs}):
                     bad = [c for c in fixed if c not in self.applicable(kind)]
                     if bad:
-                        raise ValueError(f"tools {'+'.join(bad)} do not apply to {kind} tasks; applicable: "
-                                         f"{'+'.join(self.applicable(kind))}")
+                        raise ValueError(
+                            f"tools {'+'.join(bad)} do not apply to {kind} tasks; applicable: "
+                            f"{'+'.join(self.applicable(kind))}"
+                        )
             return [fixed for _ in reqs], [{} for _ in reqs]
         assert self.applicable is not None and self.tool_menu is not None
-        prompts = [build_selection_prompt(r, self.tool_menu(self.applicable(r.task_kind)), self.applicable(r.task_kind))
-                   for r in reqs]
+        prompts = [
+            build_selection_prompt(
+                r, self.tool_menu(self.applicable(r.task_kind)), self.applicable(r.task_kind)
+            )
+            for r in reqs
+        ]
         results = self.complete_all(prompts)
         chosen, info = [], []
         for req, res in zip(reqs, results):
@@ -141,11 +179,19 @@ class Judge:
                 info.append({"auto_parse_failure": parsed.reason, "auto_raw": res.text})
                 continue
             chosen.append(list(parsed.value))
-            info.append({"auto_selected": list(parsed.value), "auto_analysis": parsed.analysis,
-                         "auto_usage": dict(res.usage), "auto_cached": res.cached})
+            info.append(
+                {
+                    "auto_selected": list(parsed.value),
+                    "auto_analysis": parsed.analysis,
+                    "auto_usage": dict(res.usage),
+                    "auto_cached": res.cached,
+                }
+            )
         return chosen, info
 
-    def _attach_assessments(self, reqs: list[JudgeRequest], chosen: list[list[str] | None]) -> list[JudgeRequest]:
+    def _attach_assessments(
+        self, reqs: list[JudgeRequest], chosen: list[list[str] | None]
+    ) -> list[JudgeRequest]:
         codes = sorted({c for cs in chosen if cs for c in cs})
         per_req: list[list[Assessment]] = [[] for _ in reqs]
         for code in codes:
@@ -167,9 +213,16 @@ class Judge:
         for i, c in enumerate(chosen):
             if c is None:  # the Auto pass failed: the sample fails, it is not judged without tools
                 status = "api_error" if "auto_error" in select_info[i] else "parse_failure"
-                err = select_info[i].get("auto_error") or f"tool selection: {select_info[i].get('auto_parse_failure')}"
-                verdicts[i] = Verdict(status=status, error=err, raw=select_info[i].get("auto_raw", ""),
-                                      meta=dict(select_info[i]))
+                err = (
+                    select_info[i].get("auto_error")
+                    or f"tool selection: {select_info[i].get('auto_parse_failure')}"
+                )
+                verdicts[i] = Verdict(
+                    status=status,
+                    error=err,
+                    raw=select_info[i].get("auto_raw", ""),
+                    meta=dict(select_info[i]),
+                )
         ready = self._attach_assessments([reqs[i] for i in todo], [chosen[i] for i in todo])
         prompts, owners = [], []
         for j, req in enumerate(ready):
@@ -202,7 +255,9 @@ class Judge:
         for req, v in zip(reqs, out):
             if v.status == "parse_failure":
                 self.stats.parse_failures += 1
-                logger.warning(f"autorater: parse failure on {req.doc_key}: {v.error}; raw answer: {v.raw[:500]!r}")
+                logger.warning(
+                    f"autorater: parse failure on {req.doc_key}: {v.error}; raw answer: {v.raw[:500]!r}"
+                )
             elif v.status == "api_error":
                 self.stats.api_failures += 1
                 logger.error(f"autorater: API failure on {req.doc_key}: {v.error}")

@@ -16,19 +16,35 @@ from lmms_eval_autorater.specialists.types import Assessment
 class ApiCompleter:
     """``complete_all`` for an API backend: response cache, bounded concurrency, retries, cost per answer."""
 
-    def __init__(self, backend: Any, *, cache: ResponseCache | None, concurrency: int = 16, max_retries: int = 6,
-                 backoff_base: float = 1.0, progress: bool = True) -> None:
+    def __init__(
+        self,
+        backend: Any,
+        *,
+        cache: ResponseCache | None,
+        concurrency: int = 16,
+        max_retries: int = 6,
+        backoff_base: float = 1.0,
+        progress: bool = True,
+    ) -> None:
         from lmms_eval_autorater.judges.runner import CallRunner
 
         self.backend = backend
         self.cache = cache
-        self.runner = CallRunner(backend.call, cache=cache, concurrency=concurrency, max_retries=max_retries,
-                                 backoff_base=backoff_base, progress_desc=f"judge {backend.model}", progress=progress)
+        self.runner = CallRunner(
+            backend.call,
+            cache=cache,
+            concurrency=concurrency,
+            max_retries=max_retries,
+            backoff_base=backoff_base,
+            progress_desc=f"judge {backend.model}",
+            progress=progress,
+        )
 
     def key(self, prompt: ChatPrompt) -> str:
         """The response-cache key of ``prompt`` for this backend and its generation settings."""
-        return ResponseCache.key(self.backend.name, self.backend.model, TEMPLATE_VERSION, prompt,
-                                 self.backend.gen_params())
+        return ResponseCache.key(
+            self.backend.name, self.backend.model, TEMPLATE_VERSION, prompt, self.backend.gen_params()
+        )
 
     def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
         results = self.runner.run([(self.key(p), p) for p in prompts])
@@ -55,10 +71,18 @@ class LocalCompleter:
 
     def key(self, prompt: ChatPrompt) -> str:
         """Cache key: the local model's identity (weights fingerprint) stands in for the API snapshot."""
-        params = {"max_new_tokens": self.backend.max_new_tokens, "greedy": True,
-                  "max_patches": getattr(self.backend, "max_patches", None)}
-        return ResponseCache.key("transformers", f"{self.backend.model_name}@{self.backend.fingerprint}",
-                                 TEMPLATE_VERSION, prompt, params)
+        params = {
+            "max_new_tokens": self.backend.max_new_tokens,
+            "greedy": True,
+            "max_patches": getattr(self.backend, "max_patches", None),
+        }
+        return ResponseCache.key(
+            "transformers",
+            f"{self.backend.model_name}@{self.backend.fingerprint}",
+            TEMPLATE_VERSION,
+            prompt,
+            params,
+        )
 
     def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
         keys = [self.key(p) for p in prompts]
@@ -101,7 +125,9 @@ class SpecialistAssessor:
                 items.append(SpecialistInput(req.request, cand, req.source))
                 owners.append((j, k))
         results = self.pool.assess(code, items)
-        if self.release_after:  # one specialist in memory at a time (all six and an 8B judge fit one GPU in turn)
+        if (
+            self.release_after
+        ):  # one specialist in memory at a time (all six and an 8B judge fit one GPU in turn)
             self.pool.release(code)
         per_req: list[list[Assessment]] = [[] for _ in reqs]
         for (j, k), a in zip(owners, results):

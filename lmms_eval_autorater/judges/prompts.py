@@ -98,8 +98,12 @@ def build_selection_prompt(req: JudgeRequest, tool_menu: str, applicable: list[s
         "you judge this sample (an empty list is allowed). Available specialists:\n" + tool_menu
     )
     parts.append(contract.FORMAT_INSTRUCTIONS["tools"])
-    return ChatPrompt(system=SYSTEM, parts=tuple(parts), json_schema=contract.tool_selection_schema(applicable),
-                      schema_name="tool_selection")
+    return ChatPrompt(
+        system=SYSTEM,
+        parts=tuple(parts),
+        json_schema=contract.tool_selection_schema(applicable),
+        schema_name="tool_selection",
+    )
 
 
 def generic_prompt_text(doc: dict) -> str:
@@ -107,11 +111,16 @@ def generic_prompt_text(doc: dict) -> str:
     from lmms_eval_autorater.judges import contract
 
     kind = "pairwise" if doc["paradigm"] == "pairwise" else "pointwise"
-    order = "the source image, then Image 1 and Image 2" if doc.get("source_image") else (
-        "Image 1 and Image 2" if kind == "pairwise" else "the image")
+    order = (
+        "the source image, then Image 1 and Image 2"
+        if doc.get("source_image")
+        else ("Image 1 and Image 2" if kind == "pairwise" else "the image")
+    )
     label = "Edit request" if doc["task_kind"] == "editing" else "Request"
-    return (f"{task_text(doc['task_kind'], doc['paradigm'])}\nThe images are given in this order: {order}.\n"
-            f"{label}: {doc['request']}\n{contract.FORMAT_INSTRUCTIONS[kind]}")
+    return (
+        f"{task_text(doc['task_kind'], doc['paradigm'])}\nThe images are given in this order: {order}.\n"
+        f"{label}: {doc['request']}\n{contract.FORMAT_INSTRUCTIONS[kind]}"
+    )
 
 
 def tool_menu(codes: list[str]) -> str:

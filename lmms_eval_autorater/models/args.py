@@ -55,8 +55,10 @@ def parse_tools(value) -> str | list[str]:
     codes = [c.strip().upper() for c in text.split("+") if c.strip()]
     unknown = [c for c in codes if c not in SPECIALIST_CODES]
     if unknown:
-        raise ModelArgError(f"model argument tools={text!r}: unknown specialist code(s) {', '.join(unknown)}; "
-                            f"known: {', '.join(SPECIALIST_CODES)}, or none, all, auto")
+        raise ModelArgError(
+            f"model argument tools={text!r}: unknown specialist code(s) {', '.join(unknown)}; "
+            f"known: {', '.join(SPECIALIST_CODES)}, or none, all, auto"
+        )
     if len(set(codes)) != len(codes):
         raise ModelArgError(f"model argument tools={text!r}: a code is repeated")
     return [c for c in SPECIALIST_CODES if c in codes]
@@ -66,5 +68,6 @@ def check_known(model: str, kwargs: dict, allowed: set[str]) -> None:
     """Reject unknown ``--model_args`` keys, naming them and listing the accepted ones."""
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
-        raise ModelArgError(f"{model}: unknown model argument(s) {', '.join(unknown)}; "
-                            f"accepted: {', '.join(sorted(allowed))}")
+        raise ModelArgError(
+            f"{model}: unknown model argument(s) {', '.join(unknown)}; accepted: {', '.join(sorted(allowed))}"
+        )

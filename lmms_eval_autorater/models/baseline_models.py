@@ -81,26 +81,40 @@ class HPSv3Model(BaselineScorerModel):
     def build_scorer(self):
         from lmms_eval_autorater.baselines.hpsv3 import HPSv3Scorer
 
-        return HPSv3Scorer(checkpoint=self.args.get("checkpoint", "MizzenAI/HPSv3"),
-                           base_model=self.args.get("base_model", "Qwen/Qwen2-VL-7B-Instruct"),
-                           device=self.device_arg, batch_size=self.batch_size,
-                           local_files_only=self.args.get("local_files_only"), dtype=self.args.get("dtype"))
+        return HPSv3Scorer(
+            checkpoint=self.args.get("checkpoint", "MizzenAI/HPSv3"),
+            base_model=self.args.get("base_model", "Qwen/Qwen2-VL-7B-Instruct"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
 
 
 class ImageRewardModel(BaselineScorerModel):
     """``imagereward``: ImageReward (BLIP + MLP head), z-normalised reward as upstream."""
 
-    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "med_config", "tokenizer", "local_files_only", "dtype"}
+    ALLOWED = BaselineScorerModel.ALLOWED | {
+        "checkpoint",
+        "med_config",
+        "tokenizer",
+        "local_files_only",
+        "dtype",
+    }
     NAME = "imagereward"
 
     def build_scorer(self):
         from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
 
-        return ImageRewardScorer(checkpoint=self.args.get("checkpoint", "THUDM/ImageReward"),
-                                 med_config=self.args.get("med_config"),
-                                 tokenizer=self.args.get("tokenizer", "bert-base-uncased"),
-                                 device=self.device_arg, batch_size=self.batch_size,
-                                 local_files_only=self.args.get("local_files_only"), dtype=self.args.get("dtype"))
+        return ImageRewardScorer(
+            checkpoint=self.args.get("checkpoint", "THUDM/ImageReward"),
+            med_config=self.args.get("med_config"),
+            tokenizer=self.args.get("tokenizer", "bert-base-uncased"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
 
 
 class QSiTModel(BaselineScorerModel):
@@ -112,9 +126,13 @@ class QSiTModel(BaselineScorerModel):
     def build_scorer(self):
         from lmms_eval_autorater.specialists.qs import QSiTScorer
 
-        return QSiTScorer(pretrained=self.args.get("pretrained", "zhangzicheng/q-sit"), device=self.device_arg,
-                          dtype=self.args.get("dtype"), batch_size=self.batch_size,
-                          local_files_only=self.args.get("local_files_only"))
+        return QSiTScorer(
+            pretrained=self.args.get("pretrained", "zhangzicheng/q-sit"),
+            device=self.device_arg,
+            dtype=self.args.get("dtype"),
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+        )
 
     def score(self, prompts: list[str], images: list[str]) -> list[float]:
         return list(self.scorer.score(images))

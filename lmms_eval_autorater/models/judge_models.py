@@ -25,16 +25,49 @@ from lmms_eval_autorater.models.args import (
 )
 
 #: accepted by every judge model (lmms-eval itself passes batch_size, max_batch_size, device)
-COMMON_ARGS = {"tools", "swap", "cache", "cache_dir", "specialist_device", "specialist_batch_size", "batch_size",
-               "max_batch_size", "device"} | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
-API_ARGS = {"model", "base_url", "api_key_env", "concurrency", "max_retries", "timeout", "max_tokens", "seed",
-            "temperature", "json_schema", "price_in", "price_out", "token_param", "send_seed", "image_detail",
-            "backoff_base"}
-LOCAL_ARGS = {"pretrained", "max_new_tokens", "dtype", "max_patches", "attn_implementation", "revision",
-              "local_files_only"}
+COMMON_ARGS = {
+    "tools",
+    "swap",
+    "cache",
+    "cache_dir",
+    "specialist_device",
+    "specialist_batch_size",
+    "batch_size",
+    "max_batch_size",
+    "device",
+} | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
+API_ARGS = {
+    "model",
+    "base_url",
+    "api_key_env",
+    "concurrency",
+    "max_retries",
+    "timeout",
+    "max_tokens",
+    "seed",
+    "temperature",
+    "json_schema",
+    "price_in",
+    "price_out",
+    "token_param",
+    "send_seed",
+    "image_detail",
+    "backoff_base",
+}
+LOCAL_ARGS = {
+    "pretrained",
+    "max_new_tokens",
+    "dtype",
+    "max_patches",
+    "attn_implementation",
+    "revision",
+    "local_files_only",
+}
 
-NOT_OUR_DOC = ("task {task!r} doc {doc_id} has no field {field!r}: AutoRater judges run on the AutoRater tasks "
-               "(psr, imagereward_pair, imagereward_point, aigiqa), whose docs carry the structured fields")
+NOT_OUR_DOC = (
+    "task {task!r} doc {doc_id} has no field {field!r}: AutoRater judges run on the AutoRater tasks "
+    "(psr, imagereward_pair, imagereward_point, aigiqa), whose docs carry the structured fields"
+)
 
 
 def doc_to_request(doc: dict, task: str, doc_id: int) -> JudgeRequest:
@@ -45,9 +78,14 @@ def doc_to_request(doc: dict, task: str, doc_id: int) -> JudgeRequest:
     candidates = (doc["image_1"],) if doc["paradigm"] == "pointwise" else (doc["image_1"], doc["image_2"])
     if doc["paradigm"] == "pairwise" and not doc.get("image_2"):
         raise ValueError(NOT_OUR_DOC.format(task=task, doc_id=doc_id, field="image_2"))
-    return JudgeRequest(doc_key=f"{task}/{doc.get('doc_id', doc_id)}", task_kind=doc["task_kind"],
-                        paradigm=doc["paradigm"], request=doc["request"], candidates=candidates,
-                        source=doc.get("source_image") or None)
+    return JudgeRequest(
+        doc_key=f"{task}/{doc.get('doc_id', doc_id)}",
+        task_kind=doc["task_kind"],
+        paradigm=doc["paradigm"],
+        request=doc["request"],
+        candidates=candidates,
+        source=doc.get("source_image") or None,
+    )
 
 
 class AutoraterJudgeBase(lmms):
@@ -64,10 +102,15 @@ class AutoraterJudgeBase(lmms):
         self.swap = as_bool("swap", kwargs.get("swap", False))
         self.use_cache = as_bool("cache", kwargs.get("cache", True))
         self.cache_dir = kwargs.get("cache_dir")
-        self.specialist_kwargs = {c: kwargs[f"{c.lower()}_model"] for c in SPECIALIST_CODES
-                                  if kwargs.get(f"{c.lower()}_model") not in (None, "")}
+        self.specialist_kwargs = {
+            c: kwargs[f"{c.lower()}_model"]
+            for c in SPECIALIST_CODES
+            if kwargs.get(f"{c.lower()}_model") not in (None, "")
+        }
         self.specialist_device = kwargs.get("specialist_device")
-        self.specialist_batch_size = as_int("specialist_batch_size", kwargs.get("specialist_batch_size", 8), 1)
+        self.specialist_batch_size = as_int(
+            "specialist_batch_size", kwargs.get("specialist_batch_size", 8), 1
+        )
         self._judge = None
         self.completer = None
         self.pool = None
@@ -94,7 +137,9 @@ class AutoraterJudgeBase(lmms):
         if self.use_cache:
             from lmms_eval_autorater.kvstore import default_cache_dir
 
-            cache = AssessmentCache(os.path.join(str(self.cache_dir or default_cache_dir()), "assessments.sqlite"))
+            cache = AssessmentCache(
+                os.path.join(str(self.cache_dir or default_cache_dir()), "assessments.sqlite")
+            )
         kwargs_by_code = {c: {"model": m} for c, m in self.specialist_kwargs.items()}
         for code in SPECIALIST_CODES:
             kwargs_by_code.setdefault(code, {})["batch_size"] = self.specialist_batch_size
@@ -116,8 +161,15 @@ class AutoraterJudgeBase(lmms):
 
         if self.pool is None:
             self.pool = self.build_pool()
-        return Judge(self.completer, tools=tools, swap=self.swap, assess=SpecialistAssessor(self.pool),
-                     render=render_assessments, applicable=applicable, tool_menu=tool_menu)
+        return Judge(
+            self.completer,
+            tools=tools,
+            swap=self.swap,
+            assess=SpecialistAssessor(self.pool),
+            render=render_assessments,
+            applicable=applicable,
+            tool_menu=tool_menu,
+        )
 
     # -- lmms-eval API ----------------------------------------------------------------------------
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -133,8 +185,10 @@ class AutoraterJudgeBase(lmms):
             paradigms.append(req.paradigm)
         verdicts = self._judge.judge_all(reqs)
         stats = self._judge.stats
-        logger.info(f"autorater: {stats.requests} docs judged; {stats.parse_failures} parse failures, "
-                    f"{stats.api_failures} API failures; backend {self.completer.stats()}")
+        logger.info(
+            f"autorater: {stats.requests} docs judged; {stats.parse_failures} parse failures, "
+            f"{stats.api_failures} API failures; backend {self.completer.stats()}"
+        )
         return [encode_verdict(v, p) for v, p in zip(verdicts, paradigms)]
 
     def loglikelihood(self, requests):
@@ -158,7 +212,9 @@ class AutoraterAPIJudge(AutoraterJudgeBase):
         super().__init__(**kwargs)
         self.model = kwargs.get("model") or self.DEFAULT_MODEL
         if not self.model:
-            raise ModelArgError(f"{type(self).__name__}: model argument 'model' is required, e.g. model=Qwen/Qwen2.5-VL-7B-Instruct")
+            raise ModelArgError(
+                f"{type(self).__name__}: model argument 'model' is required, e.g. model=Qwen/Qwen2.5-VL-7B-Instruct"
+            )
         self.base_url = kwargs.get("base_url") or self.DEFAULT_BASE_URL
         key_env = kwargs.get("api_key_env", self.DEFAULT_KEY_ENV)
         self.api_key_env = None if str(key_env).lower() in ("none", "") else key_env
@@ -167,15 +223,22 @@ class AutoraterAPIJudge(AutoraterJudgeBase):
         from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
 
         self.backend = OpenAIChatBackend(
-            model=self.model, base_url=self.base_url, api_key_env=self.api_key_env,
+            model=self.model,
+            base_url=self.base_url,
+            api_key_env=self.api_key_env,
             timeout=as_float("timeout", kwargs.get("timeout", 120.0)),
             max_tokens=as_int("max_tokens", kwargs.get("max_tokens", 2048), 1),
             seed=as_int("seed", kwargs.get("seed", 1234)),
             temperature=as_float("temperature", kwargs.get("temperature", 0.0)),
             use_json_schema=as_bool("json_schema", kwargs.get("json_schema", True)),
-            price_per_mtok_in=None if kwargs.get("price_in") is None else as_float("price_in", kwargs["price_in"]),
-            price_per_mtok_out=None if kwargs.get("price_out") is None else as_float("price_out", kwargs["price_out"]),
-            provider=self.PROVIDER, token_param=kwargs.get("token_param", "max_tokens"),
+            price_per_mtok_in=None
+            if kwargs.get("price_in") is None
+            else as_float("price_in", kwargs["price_in"]),
+            price_per_mtok_out=None
+            if kwargs.get("price_out") is None
+            else as_float("price_out", kwargs["price_out"]),
+            provider=self.PROVIDER,
+            token_param=kwargs.get("token_param", "max_tokens"),
             send_seed=as_bool("send_seed", kwargs.get("send_seed", self.SEND_SEED)),
             image_detail=kwargs.get("image_detail"),
         )
@@ -184,8 +247,13 @@ class AutoraterAPIJudge(AutoraterJudgeBase):
     def build_completer(self):
         from lmms_eval_autorater.judges.pipeline import ApiCompleter
 
-        return ApiCompleter(self.backend, cache=self.response_cache(), concurrency=self.concurrency,
-                            max_retries=self.max_retries, backoff_base=self.backoff_base)
+        return ApiCompleter(
+            self.backend,
+            cache=self.response_cache(),
+            concurrency=self.concurrency,
+            max_retries=self.max_retries,
+            backoff_base=self.backoff_base,
+        )
 
 
 class AutoraterGPT4o(AutoraterAPIJudge):
@@ -212,8 +280,10 @@ class AutoraterOpenAICompatible(AutoraterAPIJudge):
 
     def __init__(self, **kwargs: Any) -> None:
         if not kwargs.get("base_url"):
-            raise ModelArgError("autorater_openai: model argument 'base_url' is required, "
-                                "e.g. base_url=http://127.0.0.1:8000/v1,model=OpenGVLab/InternVL3-8B")
+            raise ModelArgError(
+                "autorater_openai: model argument 'base_url' is required, "
+                "e.g. base_url=http://127.0.0.1:8000/v1,model=OpenGVLab/InternVL3-8B"
+            )
         super().__init__(**kwargs)
 
 
@@ -235,11 +305,28 @@ class AutoraterInternVL(AutoraterJudgeBase):
             batch_size=as_int("batch_size", kwargs.get("batch_size", 4) or 4, 1),
             local_files_only=None if lfo is None else as_bool("local_files_only", lfo),
             attn_implementation=kwargs.get("attn_implementation"),
-            max_patches=None if kwargs.get("max_patches") is None else as_int("max_patches", kwargs["max_patches"], 1),
+            max_patches=None
+            if kwargs.get("max_patches") is None
+            else as_int("max_patches", kwargs["max_patches"], 1),
             revision=kwargs.get("revision"),
         )
-        self._rank = self.backend.rank
-        self._world_size = self.backend.world_size
+        # Data parallel as lmms-eval's own local models do: `accelerate launch` starts one process per GPU,
+        # lmms-eval splits the docs by rank and gathers through this accelerator; each process puts its
+        # model on cuda:{LOCAL_RANK} (the backend's default device) and shares the on-disk caches.
+        from accelerate import Accelerator
+
+        accelerator = Accelerator()
+        if accelerator.num_processes > 1:
+            self.accelerator = accelerator
+        self._rank = accelerator.process_index
+        self._world_size = accelerator.num_processes
+
+    @property
+    def device(self):
+        """The torch device of this process (lmms-eval gathers per-rank counts on it)."""
+        import torch
+
+        return torch.device(self.backend.device)
 
     def build_completer(self):
         from lmms_eval_autorater.judges.pipeline import LocalCompleter

@@ -9,6 +9,7 @@ in turn. Nothing here imports torch.
 from __future__ import annotations
 
 import importlib
+import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
@@ -57,8 +58,13 @@ class Specialist(ABC):
 
     spec: ClassVar[SpecialistSpec]
 
-    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
-                 batch_size: int = 8) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        batch_size: int = 8,
+    ) -> None:
         self.model_name = model or self.spec.default_model
         self.device = device
         self.local_files_only = local_files_only
@@ -73,6 +79,7 @@ class Specialist(ABC):
     def load(self) -> None:
         """Load the model now (otherwise done on first use)."""
         if not self._loaded:
+            check_checkpoint(self.model_name, self.spec.model_arg)
             self._load()
             self._loaded = True
 
@@ -111,6 +118,20 @@ class Specialist(ABC):
 
     @abstractmethod
     def _assess_batch(self, items: list[SpecialistInput]) -> list[Assessment]: ...
+
+
+def check_checkpoint(model: str, arg: str) -> None:
+    """A checkpoint given as a path that does not exist is an error naming the model argument.
+
+    Without this, a mistyped folder reaches the hub client and fails as a malformed repo id.
+    Hub ids have the form ``org/name``; names such as ``ArcFace`` or ``ensemble`` are not paths.
+    """
+    text = str(model)
+    path_like = (
+        text.startswith(("/", "./", "../", "~")) or text.count("/") > 1 or text.endswith((".pt", ".pth"))
+    )
+    if path_like and not os.path.exists(os.path.expanduser(text)):
+        raise FileNotFoundError(f"{arg}={text!r}: no such file or folder")
 
 
 def missing_dependency(package: str, extra: str) -> ImportError:

@@ -26,7 +26,9 @@ class AssessmentCache:
         self._store = SqliteStore(self.path, table="assessments")
 
     @staticmethod
-    def key(spec: SpecialistSpec, version: str, item: SpecialistInput, hashes: dict[str, str] | None = None) -> str:
+    def key(
+        spec: SpecialistSpec, version: str, item: SpecialistInput, hashes: dict[str, str] | None = None
+    ) -> str:
         """Cache key of ``item`` for a specialist; ``hashes`` memoises image reference -> sha256."""
         hashes = {} if hashes is None else hashes
 
@@ -47,12 +49,16 @@ class AssessmentCache:
 
     def get_many(self, keys: list[str], code: str) -> dict[str, Assessment]:
         """Cached assessments for the keys present."""
-        return {k: Assessment(code=code, value=v["value"], text=v["text"], version=v["version"])
-                for k, v in self._store.get_many(keys).items()}
+        return {
+            k: Assessment(code=code, value=v["value"], text=v["text"], version=v["version"])
+            for k, v in self._store.get_many(keys).items()
+        }
 
     def put_many(self, items: dict[str, Assessment]) -> None:
         """Store assessments (one transaction)."""
-        self._store.put_many({k: {"value": a.value, "text": a.text, "version": a.version} for k, a in items.items()})
+        self._store.put_many(
+            {k: {"value": a.value, "text": a.text, "version": a.version} for k, a in items.items()}
+        )
 
     def __len__(self) -> int:
         return len(self._store)
@@ -67,9 +73,13 @@ class SpecialistPool:
     answered from the cache.
     """
 
-    def __init__(self, kwargs_by_code: dict[str, dict] | None = None, device: str | None = None,
-                 cache: AssessmentCache | None = None,
-                 factory: Callable[..., Specialist] | None = None) -> None:
+    def __init__(
+        self,
+        kwargs_by_code: dict[str, dict] | None = None,
+        device: str | None = None,
+        cache: AssessmentCache | None = None,
+        factory: Callable[..., Specialist] | None = None,
+    ) -> None:
         self.kwargs_by_code = {k.upper(): dict(v or {}) for k, v in (kwargs_by_code or {}).items()}
         self.device = device
         self.cache = cache if cache is not None else AssessmentCache()
@@ -104,9 +114,12 @@ class SpecialistPool:
         if missing:
             results = sp.assess_many([unique[k] for k in missing])
             self.invocations[code] += len(missing)
-            fresh = {k: Assessment(code=code, value=None if a.value is None else float(a.value), text=a.text,
-                                   version=version)
-                     for k, a in zip(missing, results, strict=True)}
+            fresh = {
+                k: Assessment(
+                    code=code, value=None if a.value is None else float(a.value), text=a.text, version=version
+                )
+                for k, a in zip(missing, results, strict=True)
+            }
             self.cache.put_many(fresh)
             found.update(fresh)
         return [found[k] for k in keys]

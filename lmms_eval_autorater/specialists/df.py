@@ -69,9 +69,16 @@ class DeepFaceSimilarity(Specialist):
 
     spec = SPECS["DF"]
 
-    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
-                 batch_size: int = 8, detector: str = DEFAULT_DETECTOR, align: bool = True,
-                 home: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        batch_size: int = 8,
+        detector: str = DEFAULT_DETECTOR,
+        align: bool = True,
+        home: str | None = None,
+    ) -> None:
         super().__init__(model=model, device=device, local_files_only=local_files_only, batch_size=batch_size)
         self.detector = detector
         self.align = bool(align)
@@ -123,8 +130,12 @@ class DeepFaceSimilarity(Specialist):
         bgr = np.ascontiguousarray(np.asarray(load_image(ref, field="image"))[:, :, ::-1])
         try:
             reps = self._deepface.represent(
-                img_path=bgr, model_name=self.model_name, detector_backend=self.detector,
-                enforce_detection=True, align=self.align, max_faces=1,
+                img_path=bgr,
+                model_name=self.model_name,
+                detector_backend=self.detector,
+                enforce_detection=True,
+                align=self.align,
+                max_faces=1,
             )
         except self._face_not_detected:
             return None
@@ -144,8 +155,11 @@ class DeepFaceSimilarity(Specialist):
                 raise ValueError(f"DF needs the source image of an edit; got none for {it.image}")
             src, edit = emb(it.source), emb(it.image)
             if src is None or edit is None:
-                out.append(Assessment(code="DF", value=None, text=NO_FACE[(src is None, edit is None)],
-                                      version=self.version))
+                out.append(
+                    Assessment(
+                        code="DF", value=None, text=NO_FACE[(src is None, edit is None)], version=self.version
+                    )
+                )
             else:
                 out.append(Assessment(code="DF", value=cosine(src, edit), version=self.version))
         return out

@@ -26,11 +26,19 @@ class DreamSim(Specialist):
 
     spec = SPECS["DS"]
 
-    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
-                 batch_size: int = 8, cache_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        batch_size: int = 8,
+        cache_dir: str | None = None,
+    ) -> None:
         super().__init__(model=model, device=device, local_files_only=local_files_only, batch_size=batch_size)
         if self.model_name not in VARIANTS:
-            raise ValueError(f"unknown DreamSim variant {self.model_name!r}; choose one of {', '.join(VARIANTS)}")
+            raise ValueError(
+                f"unknown DreamSim variant {self.model_name!r}; choose one of {', '.join(VARIANTS)}"
+            )
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir() / "dreamsim"
         self._model = None
         self._preprocess = None

@@ -61,9 +61,17 @@ class GroundingDino(Specialist):
 
     spec = SPECS["GD"]
 
-    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
-                 batch_size: int = 4, box_threshold: float = BOX_THRESHOLD, text_threshold: float = TEXT_THRESHOLD,
-                 dtype: str | None = None, max_text_len: int = 256) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        batch_size: int = 4,
+        box_threshold: float = BOX_THRESHOLD,
+        text_threshold: float = TEXT_THRESHOLD,
+        dtype: str | None = None,
+        max_text_len: int = 256,
+    ) -> None:
         super().__init__(model=model, device=device, local_files_only=local_files_only, batch_size=batch_size)
         self.box_threshold = float(box_threshold)
         self.text_threshold = float(text_threshold)
@@ -86,9 +94,13 @@ class GroundingDino(Specialist):
         dtype = getattr(torch, self.dtype) if self.dtype else torch.float32
         lfo = bool(self.local_files_only)
         self._processor = AutoProcessor.from_pretrained(self.model_name, local_files_only=lfo)
-        self._model = AutoModelForZeroShotObjectDetection.from_pretrained(
-            self.model_name, local_files_only=lfo, dtype=dtype
-        ).to(self._device).eval()
+        self._model = (
+            AutoModelForZeroShotObjectDetection.from_pretrained(
+                self.model_name, local_files_only=lfo, dtype=dtype
+            )
+            .to(self._device)
+            .eval()
+        )
         self._dtype = dtype
 
     def _assess_batch(self, items: list[SpecialistInput]) -> list[Assessment]:
@@ -97,14 +109,25 @@ class GroundingDino(Specialist):
         images = [load_image(it.image, field="image") for it in items]
         captions = [caption_from_request(it.request) for it in items]
         max_len = min(self.max_text_len, getattr(self._model.config, "max_text_len", self.max_text_len))
-        inputs = self._processor(images=images, text=captions, return_tensors="pt", padding="longest",
-                                 truncation=True, max_length=max_len)
-        inputs = {k: (v.to(self._device, self._dtype) if v.is_floating_point() else v.to(self._device))
-                  for k, v in inputs.items()}
+        inputs = self._processor(
+            images=images,
+            text=captions,
+            return_tensors="pt",
+            padding="longest",
+            truncation=True,
+            max_length=max_len,
+        )
+        inputs = {
+            k: (v.to(self._device, self._dtype) if v.is_floating_point() else v.to(self._device))
+            for k, v in inputs.items()
+        }
         with torch.inference_mode():
             outputs = self._model(**inputs)
         results = self._processor.post_process_grounded_object_detection(
-            outputs, inputs["input_ids"], threshold=self.box_threshold, text_threshold=self.text_threshold,
+            outputs,
+            inputs["input_ids"],
+            threshold=self.box_threshold,
+            text_threshold=self.text_threshold,
             target_sizes=[img.size[::-1] for img in images],
         )
         special = list(self._processor.tokenizer.all_special_tokens)
@@ -112,6 +135,12 @@ class GroundingDino(Specialist):
         for res in results:
             labels = [_clean_label(lbl, special) for lbl in res["text_labels"]]
             scores = [float(s) for s in res["scores"].float().cpu()]
-            out.append(Assessment(code="GD", value=float(len(labels)),
-                                  text=summarize_detections(labels, scores, self.box_threshold), version=self.version))
+            out.append(
+                Assessment(
+                    code="GD",
+                    value=float(len(labels)),
+                    text=summarize_detections(labels, scores, self.box_threshold),
+                    version=self.version,
+                )
+            )
         return out

@@ -60,8 +60,10 @@ KEY_MAP: list[tuple[str, str]] = [
     (r"backbone\.patch_embed\.norm\.", "backbone.swin.embeddings.norm."),
     (_SWIN_BLOCK + r"norm1\.", _HF_BLOCK + "layernorm_before."),
     (_SWIN_BLOCK + r"norm2\.", _HF_BLOCK + "layernorm_after."),
-    (_SWIN_BLOCK + r"attn\.w_msa\.relative_position_bias_table$",
-     _HF_BLOCK + "attention.relative_position_bias.relative_position_bias_table"),
+    (
+        _SWIN_BLOCK + r"attn\.w_msa\.relative_position_bias_table$",
+        _HF_BLOCK + "attention.relative_position_bias.relative_position_bias_table",
+    ),
     (_SWIN_BLOCK + r"attn\.w_msa\.proj\.", _HF_BLOCK + "attention.o_proj."),
     (_SWIN_BLOCK + r"ffn\.layers\.0\.0\.", _HF_BLOCK + "mlp.fc1."),
     (_SWIN_BLOCK + r"ffn\.layers\.1\.", _HF_BLOCK + "mlp.fc2."),
@@ -92,7 +94,7 @@ def _unfold_to_quadrant(t, *, inverse: bool = False):
 def _strip_prefix(state_dict: dict) -> dict:
     if "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]
-    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+    return {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in state_dict.items()}
 
 
 def mmseg_to_hf_state_dict(state_dict: dict) -> dict:
@@ -124,7 +126,9 @@ def mmseg_to_hf_state_dict(state_dict: dict) -> dict:
         else:
             unmapped.append(key)
     if unmapped:
-        raise ValueError(f"mmseg checkpoint has {len(unmapped)} key(s) with no HF counterpart, e.g. {unmapped[:5]}")
+        raise ValueError(
+            f"mmseg checkpoint has {len(unmapped)} key(s) with no HF counterpart, e.g. {unmapped[:5]}"
+        )
     return out
 
 
@@ -139,8 +143,10 @@ def hf_to_mmseg_state_dict(state_dict: dict) -> dict:
         (r"backbone\.swin\.embeddings\.norm\.", "backbone.patch_embed.norm."),
         (blk + r"layernorm_before\.", mm_blk + "norm1."),
         (blk + r"layernorm_after\.", mm_blk + "norm2."),
-        (blk + r"attention\.relative_position_bias\.relative_position_bias_table$",
-         mm_blk + "attn.w_msa.relative_position_bias_table"),
+        (
+            blk + r"attention\.relative_position_bias\.relative_position_bias_table$",
+            mm_blk + "attn.w_msa.relative_position_bias_table",
+        ),
         (blk + r"attention\.o_proj\.", mm_blk + "attn.w_msa.proj."),
         (blk + r"mlp\.fc1\.", mm_blk + "ffn.layers.0.0."),
         (blk + r"mlp\.fc2\.", mm_blk + "ffn.layers.1."),
@@ -154,12 +160,17 @@ def hf_to_mmseg_state_dict(state_dict: dict) -> dict:
             continue
         m = re.match(blk + r"attention\.(q_proj|k_proj|v_proj)\.(weight|bias)$", key)
         if m:
-            qkv.setdefault(f"backbone.stages.{m.group(1)}.blocks.{m.group(2)}.attn.w_msa.qkv.{m.group(4)}",
-                           {})[m.group(3)] = value
+            qkv.setdefault(
+                f"backbone.stages.{m.group(1)}.blocks.{m.group(2)}.attn.w_msa.qkv.{m.group(4)}", {}
+            )[m.group(3)] = value
             continue
         m = re.match(r"backbone\.hidden_states_norms\.stage(\d)\.", key)
         if m:
-            out[re.sub(r"backbone\.hidden_states_norms\.stage(\d)\.", f"backbone.norm{int(m.group(1)) - 1}.", key)] = value
+            out[
+                re.sub(
+                    r"backbone\.hidden_states_norms\.stage(\d)\.", f"backbone.norm{int(m.group(1)) - 1}.", key
+                )
+            ] = value
             continue
         for pattern, template in inverse:
             if re.match(pattern, key):
@@ -186,7 +197,9 @@ def infer_upernet_config(state_dict: dict, pool_scales: tuple[int, ...] = (1, 2,
     stages = sorted({int(m.group(1)) for k in sd if (m := re.match(r"backbone\.stages\.(\d+)\.", k))})
     depths, heads, windows, ratios = [], [], [], []
     for s in stages:
-        blocks = {int(m.group(1)) for k in sd if (m := re.match(rf"backbone\.stages\.{s}\.blocks\.(\d+)\.", k))}
+        blocks = {
+            int(m.group(1)) for k in sd if (m := re.match(rf"backbone\.stages\.{s}\.blocks\.(\d+)\.", k))
+        }
         depths.append(len(blocks))
         table = sd[f"backbone.stages.{s}.blocks.0.attn.w_msa.relative_position_bias_table"]
         heads.append(int(table.shape[1]))
@@ -205,9 +218,17 @@ def infer_upernet_config(state_dict: dict, pool_scales: tuple[int, ...] = (1, 2,
     if n_psp != len(pool_scales):
         raise ValueError(f"checkpoint has {n_psp} pyramid pooling branches but pool_scales={pool_scales}")
     backbone = SwinConfig(
-        image_size=RESOLUTION, patch_size=int(patch), num_channels=int(in_chans), embed_dim=int(embed_dim),
-        depths=depths, num_heads=heads, window_size=windows[0], mlp_ratio=float(ratios[0]), qkv_bias=qkv_bias,
-        use_absolute_embeddings=False, out_features=[f"stage{i + 1}" for i in range(len(stages))],
+        image_size=RESOLUTION,
+        patch_size=int(patch),
+        num_channels=int(in_chans),
+        embed_dim=int(embed_dim),
+        depths=depths,
+        num_heads=heads,
+        window_size=windows[0],
+        mlp_ratio=float(ratios[0]),
+        qkv_bias=qkv_bias,
+        use_absolute_embeddings=False,
+        out_features=[f"stage{i + 1}" for i in range(len(stages))],
     )
     classifier = sd["decode_head.conv_seg.weight"]
     aux = [k for k in sd if k.startswith("auxiliary_head.")]
@@ -215,22 +236,31 @@ def infer_upernet_config(state_dict: dict, pool_scales: tuple[int, ...] = (1, 2,
     if aux:
         aux_conv = sd["auxiliary_head.convs.0.conv.weight"]
         kwargs = dict(
-            auxiliary_in_channels=int(aux_conv.shape[1]), auxiliary_channels=int(aux_conv.shape[0]),
+            auxiliary_in_channels=int(aux_conv.shape[1]),
+            auxiliary_channels=int(aux_conv.shape[0]),
             auxiliary_num_convs=len({k.split(".")[2] for k in aux if k.startswith("auxiliary_head.convs.")}),
             auxiliary_concat_input=any(k.startswith("auxiliary_head.conv_cat.") for k in aux),
         )
     return UperNetConfig(
-        backbone_config=backbone, hidden_size=int(sd["decode_head.bottleneck.conv.weight"].shape[0]),
-        num_labels=int(classifier.shape[0]), pool_scales=list(pool_scales), use_auxiliary_head=bool(aux),
-        id2label={0: "normal", 1: "artifact"} if classifier.shape[0] == 2 else None, **kwargs,
+        backbone_config=backbone,
+        hidden_size=int(sd["decode_head.bottleneck.conv.weight"].shape[0]),
+        num_labels=int(classifier.shape[0]),
+        pool_scales=list(pool_scales),
+        use_auxiliary_head=bool(aux),
+        id2label={0: "normal", 1: "artifact"} if classifier.shape[0] == 2 else None,
+        **kwargs,
     )
 
 
 def describe_backbone(config) -> dict:
     """The Swin sizes of an UperNet config, for logs and comparison with ``PAL4VST_SWIN``."""
     b = config.backbone_config
-    return {"embed_dim": b.embed_dim, "depths": list(b.depths), "num_heads": list(b.num_heads),
-            "window_size": b.window_size}
+    return {
+        "embed_dim": b.embed_dim,
+        "depths": list(b.depths),
+        "num_heads": list(b.num_heads),
+        "window_size": b.window_size,
+    }
 
 
 def load_mmseg_checkpoint(path: str | Path, trust: bool = False) -> dict:
@@ -297,8 +327,15 @@ class PAL4VST(Specialist):
 
     spec = SPECS["PA"]
 
-    def __init__(self, model: str | None = None, device: str | None = None, local_files_only: bool | None = None,
-                 batch_size: int = 4, resolution: int = RESOLUTION, artifact_class: int = ARTIFACT_CLASS) -> None:
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        local_files_only: bool | None = None,
+        batch_size: int = 4,
+        resolution: int = RESOLUTION,
+        artifact_class: int = ARTIFACT_CLASS,
+    ) -> None:
         super().__init__(model=model, device=device, local_files_only=local_files_only, batch_size=batch_size)
         self.resolution = int(resolution)
         self.artifact_class = int(artifact_class)
@@ -327,9 +364,13 @@ class PAL4VST(Specialist):
         except ImportError as exc:
             raise missing_dependency("transformers", self.spec.extra) from exc
         # float32 everywhere: the model is small and the ratio is an argmax near a decision boundary
-        self._model = UperNetForSemanticSegmentation.from_pretrained(
-            where, local_files_only=bool(self.local_files_only), dtype=torch.float32
-        ).to(self._device).eval()
+        self._model = (
+            UperNetForSemanticSegmentation.from_pretrained(
+                where, local_files_only=bool(self.local_files_only), dtype=torch.float32
+            )
+            .to(self._device)
+            .eval()
+        )
 
     def preprocess(self, ref: str):
         """One image as a normalised (1, 3, R, R) float tensor (RGB, resized without keeping aspect)."""
@@ -372,11 +413,18 @@ def main(argv: list[str] | None = None) -> int:
     """CLI: ``convert --checkpoint <mmseg .pth> --out <folder>``."""
     parser = argparse.ArgumentParser(prog="python -m lmms_eval_autorater.specialists.pa")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    conv = sub.add_parser("convert", help="convert an mmseg PAL4VST checkpoint to a transformers UperNet folder")
-    conv.add_argument("--checkpoint", required=True, help="mmseg .pth (e.g. PAL4VST's unified pytorch checkpoint)")
+    conv = sub.add_parser(
+        "convert", help="convert an mmseg PAL4VST checkpoint to a transformers UperNet folder"
+    )
+    conv.add_argument(
+        "--checkpoint", required=True, help="mmseg .pth (e.g. PAL4VST's unified pytorch checkpoint)"
+    )
     conv.add_argument("--out", required=True, help="output folder (pass it as pa_model=...)")
-    conv.add_argument("--trust-checkpoint", action="store_true",
-                      help="allow full unpickling if the file holds more than tensors (runs code from the file)")
+    conv.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling if the file holds more than tensors (runs code from the file)",
+    )
     args = parser.parse_args(argv)
     sizes = convert_checkpoint(args.checkpoint, args.out, trust=args.trust_checkpoint)
     print(f"backbone read from the checkpoint: {sizes}")

@@ -23,8 +23,11 @@ def _reading(code: str) -> str:
     if spec.score_range is None:
         return "text output"
     lo, hi = spec.score_range
-    direction = "" if spec.higher_better is None else (", higher is better" if spec.higher_better
-                                                        else ", lower is better")
+    direction = (
+        ""
+        if spec.higher_better is None
+        else (", higher is better" if spec.higher_better else ", lower is better")
+    )
     return f"range {_num(lo)}..{_num(hi)}{direction}"
 
 
@@ -58,7 +61,9 @@ def render_assessments(assessments: list[Assessment], n_candidates: int) -> str:
         if code not in by_code:
             continue
         numeric = spec.score_range is not None
-        lines.append(f"- {spec.name} ({code}), {spec.measures}. How to read it: {spec.meaning}; {_reading(code)}.")
+        lines.append(
+            f"- {spec.name} ({code}), {spec.measures}. How to read it: {spec.meaning}; {_reading(code)}."
+        )
         cells = [_cell(by_code[code].get(i), numeric) for i in range(1, n_candidates + 1)]
         if n_candidates == 1:
             lines.append(f"  Image: {cells[0]}")

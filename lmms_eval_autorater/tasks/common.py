@@ -60,7 +60,9 @@ def hub_snapshot(repo_id: str, *, allow_patterns: Sequence[str], repo_type: str 
     """Download (or reuse from the HF cache) the needed files of a hub repo; honours HF_HUB_OFFLINE."""
     from huggingface_hub import snapshot_download
 
-    logger.info(f"lmms-eval-autorater: fetching {repo_id} ({', '.join(allow_patterns)}) from the Hugging Face hub")
+    logger.info(
+        f"lmms-eval-autorater: fetching {repo_id} ({', '.join(allow_patterns)}) from the Hugging Face hub"
+    )
     return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, allow_patterns=list(allow_patterns)))
 
 

@@ -62,7 +62,9 @@ def read_mos_table(path: Path) -> dict[str, tuple[str, float, int]]:
         try:
             mos = float(row[cols["mos"]])
         except ValueError as exc:
-            raise DataError(f"{where} (image {name!r}): field 'mos' is not a number: {row[cols['mos']]!r}") from exc
+            raise DataError(
+                f"{where} (image {name!r}): field 'mos' is not a number: {row[cols['mos']]!r}"
+            ) from exc
         if name in table:
             raise DataError(f"{where}: field 'name': image {name!r} listed twice")
         table[name] = (row[cols["prompt"]], mos, line)
@@ -75,8 +77,12 @@ def read_names(path: Path) -> list[tuple[int, str]]:
     return [(line, row[0].strip()) for line, row in rows]
 
 
-def split_docs(table: dict[str, tuple[str, float, int]], names: list[tuple[int, str]], index: dict[str, str],
-              split_file: str = "info_test.csv") -> list[dict]:
+def split_docs(
+    table: dict[str, tuple[str, float, int]],
+    names: list[tuple[int, str]],
+    index: dict[str, str],
+    split_file: str = "info_test.csv",
+) -> list[dict]:
     """One doc per test name; the group is the prompt (AIGIQA reuses prompts across its generators)."""
     docs = []
     seen = set()
@@ -91,8 +97,15 @@ def split_docs(table: dict[str, tuple[str, float, int]], names: list[tuple[int, 
             raise DataError(f"{where}: field 'name': image file not found among the AIGIQA images")
         prompt, mos, _ = table[name]
         docs.append(
-            make_doc(doc_id=name, task_kind="generation", paradigm="pointwise", request=prompt,
-                     image_1=index[name], group=prompt, target=mos)
+            make_doc(
+                doc_id=name,
+                task_kind="generation",
+                paradigm="pointwise",
+                request=prompt,
+                image_1=index[name],
+                group=prompt,
+                target=mos,
+            )
         )
     return docs
 
@@ -103,7 +116,8 @@ def _modelscope_images() -> Path:
     except ImportError as exc:
         raise DataError(
             "the AIGIQA images come from ModelScope (lcysyzxdxc/AIGCQA-30K-Image): "
-            "pip install 'lmms-eval-autorater[data]', or download them yourself and set AUTORATER_DATA_DIR:\n" + LAYOUT
+            "pip install 'lmms-eval-autorater[data]', or download them yourself and set AUTORATER_DATA_DIR:\n"
+            + LAYOUT
         ) from exc
     return Path(snapshot_download(MODELSCOPE_IMAGES, repo_type="dataset"))
 
@@ -115,13 +129,23 @@ def build_docs() -> list[dict]:
     base = data_dir()
     if base is not None:
         root = base / "aigiqa"
-        check_paths_exist({"data.csv": root / "data.csv", "info_test.csv": root / "info_test.csv",
-                           "images": root / "images"}, LAYOUT)
+        check_paths_exist(
+            {
+                "data.csv": root / "data.csv",
+                "info_test.csv": root / "info_test.csv",
+                "images": root / "images",
+            },
+            LAYOUT,
+        )
         csv_root, image_root = root, root / "images"
     else:
         csv_root = hub_snapshot(HUB_CSV_REPO, allow_patterns=["data.csv", "info_test.csv"])
         image_root = _modelscope_images()
-    docs = split_docs(read_mos_table(csv_root / "data.csv"), read_names(csv_root / "info_test.csv"),
-                     index_images(image_root), str(csv_root / "info_test.csv"))
+    docs = split_docs(
+        read_mos_table(csv_root / "data.csv"),
+        read_names(csv_root / "info_test.csv"),
+        index_images(image_root),
+        str(csv_root / "info_test.csv"),
+    )
     log_construction("aigiqa", f"{len(docs)} test images with MOS")
     return docs

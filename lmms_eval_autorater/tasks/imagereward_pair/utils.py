@@ -40,7 +40,9 @@ class PairStats:
     same_rank_pairs: int = 0
 
 
-def build_pairs(groups: Iterable[tuple[str, list[RankedImage]]]) -> tuple[list[tuple[str, RankedImage, RankedImage, int]], PairStats]:
+def build_pairs(
+    groups: Iterable[tuple[str, list[RankedImage]]],
+) -> tuple[list[tuple[str, RankedImage, RankedImage, int]], PairStats]:
     """Every within-prompt pair (i < j in listing order) with different ranks; label = the lower rank's side."""
     stats = PairStats()
     pairs = []
@@ -104,7 +106,9 @@ def grouped(rows: list[dict], source: str) -> list[tuple[str, str, list[RankedIm
         try:
             rank = int(row["rank"])
         except (TypeError, ValueError) as exc:
-            raise DataError(f"{source} row {i} (image {name!r}): field 'rank' is not an integer: {row['rank']!r}") from exc
+            raise DataError(
+                f"{source} row {i} (image {name!r}): field 'rank' is not an integer: {row['rank']!r}"
+            ) from exc
         pid = str(row["prompt_id"])
         groups.setdefault(pid, (str(row["prompt"]), []))[1].append(RankedImage(name, rank))
     return [(pid, prompt, images) for pid, (prompt, images) in groups.items()]
@@ -116,7 +120,9 @@ def _ref(index: dict[str, str], name: str, where: str, field: str) -> str:
     return index[name]
 
 
-def pair_docs(rows: list[dict], index: dict[str, str], source: str = "metadata-test.parquet") -> tuple[list[dict], PairStats]:
+def pair_docs(
+    rows: list[dict], index: dict[str, str], source: str = "metadata-test.parquet"
+) -> tuple[list[dict], PairStats]:
     """The imagereward_pair docs from metadata rows and an image index."""
     groups = grouped(rows, source)
     prompts = {pid: prompt for pid, prompt, _ in groups}

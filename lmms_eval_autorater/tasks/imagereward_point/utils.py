@@ -17,9 +17,13 @@ def point_docs(rows: list[dict], index: dict[str, str], source: str = "metadata-
         try:
             target = float(row["overall_rating"])
         except (TypeError, ValueError) as exc:
-            raise DataError(f"{where}: field 'overall_rating' is not a number: {row['overall_rating']!r}") from exc
+            raise DataError(
+                f"{where}: field 'overall_rating' is not a number: {row['overall_rating']!r}"
+            ) from exc
         if name not in index:
-            raise DataError(f"{where}: field 'image_path': image {name!r} not found in the ImageRewardDB images")
+            raise DataError(
+                f"{where}: field 'image_path': image {name!r} not found in the ImageRewardDB images"
+            )
         docs.append(
             make_doc(
                 doc_id=name,

@@ -65,8 +65,9 @@ def _normalise_vote(vote, where: str) -> str:
     return text
 
 
-def build_docs_from_records(records: list[dict], root: Path, source_name: str = "annotations.jsonl",
-                            check_files: bool = True) -> tuple[list[dict], PSRStats]:
+def build_docs_from_records(
+    records: list[dict], root: Path, source_name: str = "annotations.jsonl", check_files: bool = True
+) -> tuple[list[dict], PSRStats]:
     """Apply the PSR rule to parsed annotation records; returns docs and the drop statistics."""
     stats = PSRStats()
     docs: list[dict] = []
@@ -89,7 +90,11 @@ def build_docs_from_records(records: list[dict], root: Path, source_name: str = 
         if not isinstance(votes_raw, list) or not votes_raw:
             raise DataError(f"{where}: field 'votes' must be a non-empty list")
         votes = [_normalise_vote(v, where) for v in votes_raw]
-        paths = {"source": root / str(source), "edits[0]": root / str(edits[0]), "edits[1]": root / str(edits[1])}
+        paths = {
+            "source": root / str(source),
+            "edits[0]": root / str(edits[0]),
+            "edits[1]": root / str(edits[1]),
+        }
         if check_files:
             for name, path in paths.items():
                 if not path.is_file():
@@ -143,7 +148,11 @@ def build_docs() -> list[dict]:
     global LAST_STATS
     base = data_dir()
     if base is None or not (base / "psr" / "annotations.jsonl").is_file():
-        where = "AUTORATER_DATA_DIR is not set" if base is None else f"{base / 'psr' / 'annotations.jsonl'} not found"
+        where = (
+            "AUTORATER_DATA_DIR is not set"
+            if base is None
+            else f"{base / 'psr' / 'annotations.jsonl'} not found"
+        )
         raise DataError(f"{where}. {NOT_PUBLIC}")
     root = base / "psr"
     docs, stats = build_docs_from_records(read_annotations(root / "annotations.jsonl"), root)
