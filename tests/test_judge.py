@@ -25,9 +25,14 @@ class FixedPool:
 
     def __init__(self):
         self.calls: list[tuple[str, int]] = []
+        self.events: list[str] = []
+
+    def release(self, code):
+        self.events.append(f"release {code}")
 
     def assess(self, code, items):
         self.calls.append((code, len(items)))
+        self.events.append(f"assess {code}")
         return [
             Assessment(
                 code=code,
@@ -133,6 +138,12 @@ def test_all_uses_every_applicable_specialist(tmp_path, images):
     assert gen.meta["tools"] == ["GD", "AE", "PA", "QS"]
     assert edit.meta["tools"] == ["GD", "AE", "PA", "QS", "DF", "DS"]
     assert {c for c, _ in pool.calls} == {"GD", "AE", "PA", "QS", "DF", "DS"}
+    # one specialist in memory at a time: each pass over the docs is followed by its release
+    assert all(
+        pool.events[i + 1] == e.replace("assess", "release")
+        for i, e in enumerate(pool.events)
+        if e.startswith("assess")
+    )
 
 
 def test_auto_two_passes_uses_only_selected_tools(tmp_path, images):
