@@ -63,9 +63,10 @@ class ApiCompleter:
 class LocalCompleter:
     """``complete_all`` for a local generator (InternVL): response cache, batched generation of the misses."""
 
-    def __init__(self, backend: Any, *, cache: ResponseCache | None) -> None:
+    def __init__(self, backend: Any, *, cache: ResponseCache | None, progress: bool = True) -> None:
         self.backend = backend
         self.cache = cache
+        self.progress = progress
         self.calls_made = 0
         self.cache_hits = 0
 
@@ -91,14 +92,24 @@ class LocalCompleter:
         self.cache_hits += sum(o is not None for o in out)
         todo = [i for i, o in enumerate(out) if o is None]
         step = max(1, self.backend.batch_size)
-        for start in range(0, len(todo), step):
-            idx = todo[start : start + step]
-            completions = self.backend.generate([prompts[i] for i in idx])
-            self.calls_made += len(idx)
-            for i, c in zip(idx, completions):
-                out[i] = c
-                if self.cache is not None and c.text:
-                    self.cache.put(keys[i], c)
+        from tqdm import tqdm
+
+        with tqdm(
+            total=len(prompts),
+            initial=len(prompts) - len(todo),
+            desc=f"judge {self.backend.model_name}",
+            unit="prompt",
+            disable=not self.progress,
+        ) as bar:
+            for start in range(0, len(todo), step):
+                idx = todo[start : start + step]
+                completions = self.backend.generate([prompts[i] for i in idx])
+                self.calls_made += len(idx)
+                for i, c in zip(idx, completions):
+                    out[i] = c
+                    if self.cache is not None and c.text:  # written as it arrives: a killed run resumes here
+                        self.cache.put(keys[i], c)
+                bar.update(len(idx))
         return [o for o in out if o is not None]
 
     def stats(self) -> dict:
