@@ -112,26 +112,17 @@ def _summary(paradigm: str, records: list[dict], n_resamples: int) -> tuple[floa
     return s["pearson"], s["pearson_ci_low"], s["pearson_ci_high"], s
 
 
-def count_unique_inputs(code: str, reqs: list) -> int:
-    """Distinct inputs of one specialist over the requests (what its invocations must equal, cold)."""
-    from lmms_eval_autorater.images import image_sha256, read_image_bytes
-    from lmms_eval_autorater.specialists.registry import SPECS
+def count_unique_inputs(pool, code: str, reqs: list) -> int:
+    """Distinct inputs of one specialist over the requests, by the pool's own cache key
+    (what its invocations must equal on a cold run)."""
+    from lmms_eval_autorater.specialists.base import SpecialistInput
+    from lmms_eval_autorater.specialists.cache import AssessmentCache
 
-    spec = SPECS[code]
-    sha = {}
-
-    def h(ref: str) -> str:
-        if ref not in sha:
-            sha[ref] = image_sha256(read_image_bytes(ref))
-        return sha[ref]
-
+    sp = pool.specialist(code)
+    hashes: dict[str, str] = {}
     return len(
         {
-            (
-                r.request if spec.uses_request else None,
-                h(c),
-                h(r.source) if spec.uses_source and r.source else None,
-            )
+            AssessmentCache.key(sp.spec, sp.version, SpecialistInput(r.request, c, r.source), hashes)
             for r in reqs
             for c in r.candidates
         }
@@ -169,7 +160,7 @@ def run_grid(
     assessor = SpecialistAssessor(pool)
     for code in codes:  # one pass per specialist over all docs, then it is released
         assessor(code, reqs)
-    unique = {code: count_unique_inputs(code, reqs) for code in codes}
+    unique = {code: count_unique_inputs(pool, code, reqs) for code in codes}
     record_fn = pairwise_record if paradigm == "pairwise" else pointwise_record
     rows = []
     for subset in subsets(codes, max_size):

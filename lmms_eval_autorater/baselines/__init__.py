@@ -11,6 +11,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.devices import default_device as pick_device  # noqa: F401  (re-exported)
+from lmms_eval_autorater.devices import empty_cuda_cache  # noqa: F401  (re-exported)
+
 __all__ = ["CheckpointError", "HPSv3Scorer", "ImageRewardScorer", "resolve_file"]
 
 
@@ -109,15 +112,6 @@ def resolve_dir(
         raise CheckpointError(f"{what}: {ref_s!r} is neither an existing folder nor a hub repo id") from exc
     except OSError as exc:
         raise CheckpointError(f"{what}: cannot fetch hub repo {ref_s!r}: {exc}") from exc
-
-
-def pick_device(device: str | None) -> str:
-    """The ``device`` argument, else ``cuda`` when present, else ``cpu``."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def pick_dtype(device: str, dtype: str | None = None):
@@ -235,12 +229,3 @@ def load_into_meta_model(
     left = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if left:
         raise CheckpointError(f"{what}: tensors left unloaded: {left[:5]}")
-
-
-def empty_cuda_cache() -> None:
-    """Return freed GPU memory to the driver after a model is dropped (no-op without torch or CUDA)."""
-    import sys
-
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()

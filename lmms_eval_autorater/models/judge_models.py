@@ -116,15 +116,19 @@ class AutoraterJudgeBase(lmms):
         self.pool = None
 
     # -- pieces ---------------------------------------------------------------------------------
+    def cache_file(self, name: str) -> str:
+        """A cache file under ``cache_dir`` (default ``$AUTORATER_CACHE_DIR`` or ~/.cache/lmms_eval_autorater)."""
+        from lmms_eval_autorater.kvstore import default_cache_dir
+
+        return os.path.join(str(self.cache_dir or default_cache_dir()), name)
+
     def response_cache(self):
         """The SQLite response cache (None with cache=false)."""
         if not self.use_cache:
             return None
         from lmms_eval_autorater.judges.cache import ResponseCache
-        from lmms_eval_autorater.kvstore import default_cache_dir
 
-        base = self.cache_dir or default_cache_dir()
-        return ResponseCache(os.path.join(str(base), "responses.sqlite"))
+        return ResponseCache(self.cache_file("responses.sqlite"))
 
     def build_completer(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -133,13 +137,9 @@ class AutoraterJudgeBase(lmms):
         """The cached specialist pool (specialists load lazily, one at a time)."""
         from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
 
-        cache = None
-        if self.use_cache:
-            from lmms_eval_autorater.kvstore import default_cache_dir
-
-            cache = AssessmentCache(
-                os.path.join(str(self.cache_dir or default_cache_dir()), "assessments.sqlite")
-            )
+        # Specialist outputs are cached even with cache=false (which is about judge answers): a pool
+        # without a cache falls back to the default folder, so give it the one under cache_dir.
+        cache = AssessmentCache(self.cache_file("assessments.sqlite"))
         kwargs_by_code = {c: {"model": m} for c, m in self.specialist_kwargs.items()}
         for code in SPECIALIST_CODES:
             kwargs_by_code.setdefault(code, {})["batch_size"] = self.specialist_batch_size

@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.specialists.types import Assessment
 
 
@@ -110,11 +111,7 @@ class Specialist(ABC):
         for name in list(vars(self)):
             if name.startswith("_model") or name.startswith("_processor"):
                 setattr(self, name, None)
-        import sys
-
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        empty_cuda_cache()
 
     @abstractmethod
     def _assess_batch(self, items: list[SpecialistInput]) -> list[Assessment]: ...

@@ -7,6 +7,7 @@ GroundingDINO defaults). The judge reads the detected phrases with their counts 
 
 from __future__ import annotations
 
+from lmms_eval_autorater.devices import default_device as resolve_device  # noqa: F401  (re-exported)
 from lmms_eval_autorater.images import load_image
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistInput, missing_dependency
 from lmms_eval_autorater.specialists.registry import SPECS
@@ -41,15 +42,6 @@ def _clean_label(label: str, special: list[str]) -> str:
     for tok in special:
         label = label.replace(tok, " ")
     return " ".join(label.replace(" .", " ").split()).strip(" .")
-
-
-def resolve_device(device: str | None) -> str:
-    """``device`` or cuda when available, else cpu."""
-    if device:
-        return device
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 class GroundingDino(Specialist):

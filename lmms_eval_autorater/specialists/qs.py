@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lmms_eval_autorater.devices import default_device as resolve_device  # noqa: F401  (re-exported)
+from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.specialists.base import (
     Specialist,
     SpecialistInput,
@@ -97,15 +99,6 @@ def resolve_local_files_only(pretrained: str, local_files_only: bool | None) -> 
     if local_files_only is not None:
         return bool(local_files_only)
     return env_offline() or Path(pretrained).is_dir()
-
-
-def resolve_device(device: str | None) -> str:
-    """The given device, else ``cuda`` when present, else ``cpu``."""
-    if device:
-        return str(device)
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def resolve_dtype(dtype: Any, device: str) -> Any:
@@ -198,11 +191,7 @@ class QSiTScorer:
         """Free the model and its device memory."""
         self._model = None
         self._processor = None
-        import sys
-
-        torch = sys.modules.get("torch")
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
+        empty_cuda_cache()
 
     def level_logits(self, images: Sequence[Any]) -> list[list[float]]:
         """The next-token logits of Excellent, Good, Fair, Poor, Bad for each image, in order."""

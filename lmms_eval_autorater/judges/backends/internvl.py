@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
 
 if TYPE_CHECKING:
@@ -218,13 +219,7 @@ class InternVLBackend:
         import gc
 
         gc.collect()
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:  # pragma: no cover
-            pass
+        empty_cuda_cache()
 
     # -- inference -------------------------------------------------------------------------------------
 
