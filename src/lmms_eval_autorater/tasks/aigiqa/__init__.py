@@ -1,0 +1,1 @@
+"""The aigiqa task folder (YAML, builder, README)."""

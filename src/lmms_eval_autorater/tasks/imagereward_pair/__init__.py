@@ -1,0 +1,1 @@
+"""The imagereward_pair task folder (YAML, builder, README)."""

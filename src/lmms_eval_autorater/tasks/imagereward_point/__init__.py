@@ -1,0 +1,1 @@
+"""The imagereward_point task folder (YAML, builder, README)."""

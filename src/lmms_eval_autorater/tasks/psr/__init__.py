@@ -1,0 +1,1 @@
+"""The psr task folder (YAML, builder, README)."""
