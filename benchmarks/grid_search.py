@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lmms_eval_autorater.grid import run_grid  # noqa: E402
-from lmms_eval_autorater.models.judge_models import AutoraterOpenAICompatible  # noqa: E402
+from lmms_eval_autorater.judges.factory import build_judge  # noqa: E402
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool  # noqa: E402
 from tests import fakes  # noqa: E402
 from tests.datafactory import make_psr  # noqa: E402
@@ -45,14 +45,19 @@ def main() -> None:
         docs = build_docs()
         with OpenAIServer(latency=args.latency) as server:
             for label in ("cold", "warm"):
-                model = AutoraterOpenAICompatible(
-                    base_url=server.url,
-                    model="judge",
-                    cache_dir=str(root / "cache"),
-                    concurrency=args.concurrency,
-                )
-                model.pool = SpecialistPool(
+                pool = SpecialistPool(
                     cache=AssessmentCache(root / "cache" / "assessments.sqlite"), factory=fakes.fake_factory
+                )
+                model = build_judge(
+                    "autorater_openai",
+                    {
+                        "base_url": server.url,
+                        "model": "judge",
+                        "cache_dir": str(root / "cache"),
+                        "concurrency": args.concurrency,
+                    },
+                    pool=pool,
+                    progress=False,
                 )
                 before = server.request_count
                 start = time.perf_counter()

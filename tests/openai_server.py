@@ -2,16 +2,29 @@
 
 Stdlib only (``http.server.ThreadingHTTPServer`` in a background thread, random free port).
 Answers ``POST /v1/chat/completions`` (and ``/chat/completions``) with a programmable responder,
-an injected latency, and a script of faults (429 with ``Retry-After``, 5xx, slow answers that
-trip the client timeout, malformed bodies, empty or null content, 4xx). It records every request
-(thread-safe) and the peak number of requests in flight.
+an injected latency, and faults of three kinds:
 
-Standalone: ``python -m tests.openai_server --port 0 --latency 0.05`` prints its URL and serves.
+* scripted: ``inject(fault, times, match)``: 429 with ``Retry-After``, 5xx, slow answers that trip
+  the client timeout, malformed bodies, dropped connections, empty or null content, 4xx;
+* seeded random: ``fault_rates={500: 0.3, 429: 0.1}, fault_seed=0``: each request draws its fault
+  from (seed, hash of the request body, how many times that body was seen), so a run is
+  reproducible whatever the thread timing;
+* outages: ``outage(match)``: every matching request fails (503) until ``end_outage``.
+
+``match`` selects requests by a distinctive prompt string (substring of the text parts), by an
+image (``image_match(data)`` gives ``"sha256:<hex>"`` of the image bytes), or by a predicate on the
+request JSON. It records every request (thread-safe), the fault it got, and the peak number of
+requests in flight.
+
+Standalone: ``python -m tests.openai_server --port 0 --latency 0.05`` prints its URL and serves
+(``--fault-rate 500=0.3 --fault-rate 429=0.1 --fault-seed 0`` for seeded random faults).
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import hashlib
 import json
 import re
@@ -19,7 +32,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -31,11 +44,13 @@ _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 class Fault:
     """One scripted misbehaviour, applied to the next matching request(s)."""
 
-    kind: str  # "status" | "timeout" | "malformed" | "empty" | "null"
+    kind: str  # "status" | "timeout" | "malformed" | "empty" | "null" | "drop" | "truncated" | "raw"
     status: int = 500
     retry_after: str | None = None
     delay: float = 0.0
     message: str = "injected fault"
+    body: bytes = b""
+    content_type: str = "application/json"
 
     @classmethod
     def rate_limit(cls, retry_after: str | None = "1") -> Fault:
@@ -56,6 +71,21 @@ class Fault:
     def malformed(cls) -> Fault:
         """A 200 whose body is not JSON."""
         return cls("malformed")
+
+    @classmethod
+    def drop(cls) -> Fault:
+        """Close the connection without answering (the client sees a dropped connection)."""
+        return cls("drop")
+
+    @classmethod
+    def truncated(cls) -> Fault:
+        """Announce a full body, send half of it, then close the connection."""
+        return cls("truncated")
+
+    @classmethod
+    def raw(cls, body: bytes, status: int = 200, content_type: str = "application/json") -> Fault:
+        """Answer with exactly ``body`` (e.g. JSON that is not a chat completion)."""
+        return cls("raw", status, body=body, content_type=content_type)
 
     @classmethod
     def empty(cls) -> Fault:
@@ -88,6 +118,60 @@ def image_urls(request_json: dict) -> list[str]:
         if isinstance(content, list):
             urls.extend(p["image_url"]["url"] for p in content if p.get("type") == "image_url")
     return urls
+
+
+def image_match(data: bytes) -> str:
+    """A ``match`` value that selects requests carrying an image with exactly these bytes."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def image_digests(request_json: dict) -> list[str]:
+    """SHA-256 (hex) of the bytes of each base64 data-URL image of a request, in order."""
+    out: list[str] = []
+    for url in image_urls(request_json):
+        head, _, payload = url.partition(",")
+        if not head.startswith("data:") or not head.endswith(";base64"):
+            continue
+        try:
+            out.append(hashlib.sha256(base64.b64decode(payload, validate=True)).hexdigest())
+        except (binascii.Error, ValueError):
+            continue
+    return out
+
+
+#: what ``inject``/``outage`` accept as ``match``: None (any request), a prompt substring,
+#: ``"sha256:<hex>"`` from ``image_match`` (a prefix of the hex is enough), or a predicate
+Match = str | Callable[[dict], bool] | None
+
+
+def request_matches(request_json: dict, match: Match) -> bool:
+    """Whether a request is selected by ``match`` (see ``Match``)."""
+    if match is None:
+        return True
+    if callable(match):
+        return bool(match(request_json))
+    if match.startswith("sha256:"):
+        want = match[len("sha256:") :].lower()
+        return bool(want) and any(d.startswith(want) for d in image_digests(request_json))
+    return match in prompt_text(request_json)
+
+
+def body_digest(request_json: dict) -> str:
+    """SHA-256 of the canonical JSON of a request body (the same prompt and settings give the same hash)."""
+    return hashlib.sha256(json.dumps(request_json, sort_keys=True).encode()).hexdigest()
+
+
+def seeded_fault_status(rates: dict[int, float], seed: int, digest: str, n: int) -> int | None:
+    """The status drawn for the ``n``-th sighting (0-based) of the body with ``body_digest`` ``digest``,
+    or None (answered): ``u = H(seed, digest, n)`` in [0, 1), against the rates in status order."""
+    h = hashlib.sha256(f"{seed}|{digest}|{n}".encode()).hexdigest()
+    u = int(h[:13], 16) / 16**13
+    edge = 0.0
+    for status in sorted(rates):
+        edge += rates[status]
+        if u < edge:
+            return status
+    return None
 
 
 def _digest(request_json: dict) -> int:
@@ -142,12 +226,17 @@ def default_responder(request_json: dict) -> str:
 
 @dataclass
 class RecordedRequest:
-    """One received request: path, headers (lower-case names), parsed JSON body (None if unreadable), arrival time."""
+    """One received request: path, headers (lower-case names), parsed JSON body (None if unreadable),
+    arrival time, and the fault it got (None: answered normally; else ``"outage"``, ``"random"`` or
+    ``"scripted"`` then ``:`` and the fault kind or status, e.g. ``"random:429"``, ``"scripted:timeout"``;
+    ``"auth"`` for a rejected key).
+    """
 
     path: str
     headers: dict
     json: dict | None
     time: float
+    fault: str | None = None
 
 
 class OpenAIServer:
@@ -155,8 +244,12 @@ class OpenAIServer:
 
     ``responder(request_json) -> str | None`` gives the answer text (None: null content).
     ``latency`` seconds are slept before each answer. ``inject(fault, times, match)`` scripts
-    faults for the next ``times`` requests whose prompt text contains ``match`` (any, if None).
-    ``api_key``: if set, requests without ``Authorization: Bearer <api_key>`` get a 401.
+    faults for the next ``times`` requests selected by ``match`` (any, if None). ``outage(match)``
+    fails every selected request with 503 until ``end_outage``. ``fault_rates`` ({status: rate})
+    with ``fault_seed`` draws a seeded random fault per request (``retry_after``: the Retry-After
+    header of random 429s, or {status: value}). Precedence: outage, then scripted, then random.
+    ``require_key`` (alias ``api_key``): if set, requests without ``Authorization: Bearer <key>``
+    get a 401 (before any fault).
     """
 
     def __init__(
@@ -169,16 +262,28 @@ class OpenAIServer:
         snapshot: str | None = None,
         fingerprint: str | None = DEFAULT_FINGERPRINT,
         api_key: str | None = None,
+        require_key: str | None = None,
+        fault_rates: dict[int, float] | None = None,
+        fault_seed: int = 0,
+        retry_after: str | dict[int, str] | None = None,
     ) -> None:
+        if api_key is not None and require_key is not None and api_key != require_key:
+            raise ValueError("api_key and require_key are the same setting: pass one")
         self.responder = responder or default_responder
         self.latency = latency
         self.snapshot = snapshot
         self.fingerprint = fingerprint
-        self.api_key = api_key
+        self.api_key = require_key if require_key is not None else api_key
+        self.fault_seed = fault_seed
+        self.fault_rates = dict(fault_rates or {})
+        self.retry_after = retry_after
+        self._check_rates(self.fault_rates)
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._faults: list[list] = []  # [fault, remaining, match]
+        self._outages: list[tuple[Match, Fault]] = []
+        self._seen: dict[str, int] = {}  # body digest -> times seen (drives the seeded draws)
         self._lock = threading.Lock()
         self._httpd = ThreadingHTTPServer((host, port), self._handler_class())
         self._httpd.daemon_threads = True
@@ -214,23 +319,81 @@ class OpenAIServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    @property
+    def require_key(self) -> str | None:
+        """The bearer key requests must carry (None: any key, or none, is accepted)."""
+        return self.api_key
+
     # -- scripting and inspection -------------------------------------------------------------
-    def inject(self, fault: Fault, times: int = 1, match: str | None = None) -> None:
-        """Apply ``fault`` to the next ``times`` requests (whose prompt text contains ``match``)."""
+    def inject(self, fault: Fault, times: int = 1, match: Match = None) -> None:
+        """Apply ``fault`` to the next ``times`` requests selected by ``match`` (see ``Match``)."""
         with self._lock:
             self._faults.append([fault, times, match])
 
+    def outage(
+        self,
+        match: Match | Iterable[str],
+        status: int = 503,
+        message: str | None = None,
+        retry_after: str | None = None,
+    ) -> None:
+        """Fail EVERY request selected by ``match`` (or by any of several matches) with ``status``
+        (and a ``Retry-After`` header if given) until ``end_outage``/``clear_faults``/``reset``:
+        a doc that can never be answered."""
+        matches = [match] if match is None or isinstance(match, str) or callable(match) else list(match)
+        fault = Fault.http(status, message or f"service unavailable ({status}, injected outage)", retry_after)
+        with self._lock:
+            self._outages.extend((m, fault) for m in matches)
+
+    def end_outage(self, match: Match | Iterable[str] = None) -> None:
+        """End the outage for ``match`` (the same value(s) given to ``outage``), or every outage if None."""
+        with self._lock:
+            if match is None:
+                self._outages.clear()
+                return
+            drop = [match] if isinstance(match, str) or callable(match) else list(match)
+            self._outages = [(m, f) for m, f in self._outages if all(m != d for d in drop)]
+
+    def set_fault_rates(
+        self,
+        fault_rates: dict[int, float] | None,
+        seed: int | None = None,
+        retry_after: str | dict[int, str] | None = None,
+    ) -> None:
+        """Replace the seeded random faults ({status: rate}; None or {} switches them off)."""
+        rates = dict(fault_rates or {})
+        self._check_rates(rates)
+        with self._lock:
+            self.fault_rates = rates
+            if seed is not None:
+                self.fault_seed = seed
+            if retry_after is not None:
+                self.retry_after = retry_after
+
     def clear_faults(self) -> None:
-        """Forget every scripted fault not yet used."""
+        """Forget every scripted fault not yet used and end every outage (random rates stay)."""
         with self._lock:
             self._faults.clear()
+            self._outages.clear()
 
     def reset(self) -> None:
-        """Clear the request log, the peak-in-flight counter and the fault script."""
+        """Clear the request log, the peak-in-flight counter, the fault script, the outages and the
+        seen-body counts of the random faults (so the same requests draw the same faults again)."""
         with self._lock:
             self.requests.clear()
             self.max_in_flight = self.in_flight
             self._faults.clear()
+            self._outages.clear()
+            self._seen.clear()
+
+    def fault_counts(self) -> dict[str, int]:
+        """How many recorded requests got each fault (``RecordedRequest.fault`` values)."""
+        with self._lock:
+            counts: dict[str, int] = {}
+            for r in self.requests:
+                if r.fault is not None:
+                    counts[r.fault] = counts.get(r.fault, 0) + 1
+            return counts
 
     @property
     def request_count(self) -> int:
@@ -238,16 +401,50 @@ class OpenAIServer:
         with self._lock:
             return len(self.requests)
 
-    def _take_fault(self, text: str) -> Fault | None:
+    @staticmethod
+    def _check_rates(rates: dict[int, float]) -> None:
+        if any(not 0.0 <= r <= 1.0 for r in rates.values()) or sum(rates.values()) > 1.0 + 1e-9:
+            raise ValueError(f"fault rates must be in [0, 1] and sum to at most 1, got {rates}")
+        if any(not 400 <= int(s) <= 599 for s in rates):
+            raise ValueError(f"fault rates are keyed by HTTP error status (400-599), got {sorted(rates)}")
+
+    def _random_fault(self, req: dict) -> Fault | None:
+        """The seeded draw for this request: (seed, body hash, times this body was seen before)."""
+        digest = body_digest(req)
         with self._lock:
+            n = self._seen.get(digest, 0)
+            self._seen[digest] = n + 1
+            rates, seed, retry_after = dict(self.fault_rates), self.fault_seed, self.retry_after
+        if not rates:
+            return None
+        status = seeded_fault_status(rates, seed, digest, n)
+        if status is None:
+            return None
+        ra = retry_after.get(status) if isinstance(retry_after, dict) else None
+        if isinstance(retry_after, str) and status == 429:
+            ra = retry_after
+        if status == 429:
+            return Fault.rate_limit(ra)
+        return Fault.http(status, f"injected random HTTP {status}", retry_after=ra)
+
+    def _take_fault(self, req: dict) -> tuple[Fault | None, str | None]:
+        """The fault for this request and its label (``RecordedRequest.fault``)."""
+        random_fault = self._random_fault(req)  # drawn for every request, so the draws stay reproducible
+        with self._lock:
+            for match, fault in self._outages:
+                if request_matches(req, match):
+                    return fault, f"outage:{fault.status}"
             for entry in self._faults:
                 fault, remaining, match = entry
-                if remaining > 0 and (match is None or match in text):
+                if remaining > 0 and request_matches(req, match):
                     entry[1] -= 1
                     if entry[1] == 0:
                         self._faults.remove(entry)
-                    return fault
-        return None
+                    what = fault.status if fault.kind == "status" else fault.kind
+                    return fault, f"scripted:{what}"
+        if random_fault is not None:
+            return random_fault, f"random:{random_fault.status}"
+        return None, None
 
     def _snapshot_for(self, model: str) -> str:
         if self.snapshot is not None:
@@ -266,11 +463,12 @@ class OpenAIServer:
                 pass
 
             def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
+                headers = dict(headers or {})
                 try:
                     self.send_response(status)
-                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
                     self.send_header("Content-Length", str(len(body)))
-                    for k, v in (headers or {}).items():
+                    for k, v in headers.items():
                         self.send_header(k, v)
                     self.end_headers()
                     self.wfile.write(body)
@@ -300,21 +498,20 @@ class OpenAIServer:
                     req = json.loads(raw)
                 except ValueError:
                     req = None
+                record = RecordedRequest(
+                    self.path, {k.lower(): v for k, v in self.headers.items()}, req, time.monotonic()
+                )
                 with server._lock:
-                    server.requests.append(
-                        RecordedRequest(
-                            self.path, {k.lower(): v for k, v in self.headers.items()}, req, time.monotonic()
-                        )
-                    )
+                    server.requests.append(record)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
                 try:
-                    self._answer(req)
+                    self._answer(req, record)
                 finally:
                     with server._lock:
                         server.in_flight -= 1
 
-            def _answer(self, req: dict | None) -> None:
+            def _answer(self, req: dict | None, record: RecordedRequest) -> None:
                 if req is None:
                     self._error(400, "request body is not JSON")
                     return
@@ -322,9 +519,10 @@ class OpenAIServer:
                     server.api_key is not None
                     and self.headers.get("Authorization") != f"Bearer {server.api_key}"
                 ):
+                    record.fault = "auth"
                     self._error(401, "Incorrect API key provided.")
                     return
-                fault = server._take_fault(prompt_text(req))
+                fault, record.fault = server._take_fault(req)
                 if server.latency > 0:
                     time.sleep(server.latency)
                 if fault is not None and fault.kind == "status":
@@ -333,6 +531,25 @@ class OpenAIServer:
                     return
                 if fault is not None and fault.kind == "malformed":
                     self._send(200, b"<html>502 Bad Gateway (not JSON)</html>")
+                    return
+                if fault is not None and fault.kind == "raw":
+                    self._send(fault.status, fault.body, {"Content-Type": fault.content_type})
+                    return
+                if fault is not None and fault.kind in ("drop", "truncated"):
+                    self.close_connection = True
+                    try:
+                        if fault.kind == "truncated":
+                            body = json.dumps(
+                                {"id": "x", "object": "chat.completion", "choices": []}
+                            ).encode()
+                            self.send_response(200)
+                            self.send_header("Content-Type", "application/json")
+                            self.send_header("Content-Length", str(len(body)))
+                            self.end_headers()
+                            self.wfile.write(body[: len(body) // 2])
+                            self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
                     return
                 if fault is not None and fault.kind == "timeout":
                     time.sleep(fault.delay)
@@ -374,11 +591,39 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=0, help="0 picks a free port")
     ap.add_argument("--latency", type=float, default=0.0, help="seconds slept before each answer")
-    ap.add_argument("--api-key", default=None, help="if set, require this bearer key (else accept any)")
+    ap.add_argument(
+        "--api-key",
+        "--require-key",
+        dest="api_key",
+        default=None,
+        help="if set, require this bearer key (else accept any)",
+    )
     ap.add_argument("--snapshot", default=None, help="model name to report (default: requested + date)")
+    ap.add_argument(
+        "--fault-rate",
+        action="append",
+        default=[],
+        metavar="STATUS=RATE",
+        help="seeded random fault, e.g. 500=0.3 (repeatable)",
+    )
+    ap.add_argument("--fault-seed", type=int, default=0, help="seed of the random faults")
+    ap.add_argument("--retry-after", default=None, help="Retry-After header of random 429s")
     args = ap.parse_args(argv)
+    rates: dict[int, float] = {}
+    for item in args.fault_rate:
+        status, sep, rate = item.partition("=")
+        if not sep:
+            ap.error(f"--fault-rate wants STATUS=RATE, got {item!r}")
+        rates[int(status)] = float(rate)
     server = OpenAIServer(
-        latency=args.latency, host=args.host, port=args.port, snapshot=args.snapshot, api_key=args.api_key
+        latency=args.latency,
+        host=args.host,
+        port=args.port,
+        snapshot=args.snapshot,
+        api_key=args.api_key,
+        fault_rates=rates,
+        fault_seed=args.fault_seed,
+        retry_after=args.retry_after,
     )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

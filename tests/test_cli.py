@@ -5,8 +5,6 @@ The CLI exits 0 even when an evaluation fails, so every test reads the results f
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import os
 import subprocess
@@ -15,107 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.datafactory import standard_data
-from tests.openai_server import Fault, OpenAIServer, image_urls
+from tests.clitools import LMMS_EVAL, TASKS, TruthResponder, metric, run_cli, same_metrics
+from tests.openai_server import OpenAIServer, image_urls
 
 pytestmark = pytest.mark.slow
-LMMS_EVAL = str(Path(sys.executable).with_name("lmms-eval"))
-TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
-
-
-def sha_of_url(url: str) -> str:
-    return hashlib.sha256(base64.b64decode(url.split(",", 1)[1])).hexdigest()
-
-
-def sha_of_ref(ref: str) -> str:
-    from lmms_eval_autorater.images import read_image_bytes
-
-    return hashlib.sha256(read_image_bytes(ref)).hexdigest()
-
-
-def run_cli(tmp: Path, env_extra: dict, *args: str) -> tuple[dict | None, str]:
-    """Run lmms-eval; return (results json or None, combined output)."""
-    out_dir = tmp / f"out{len(list(tmp.glob('out*')))}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI", "GEMINI"))}
-    env.update(env_extra)
-    proc = subprocess.run(
-        [LMMS_EVAL, *args, "--output_path", str(out_dir), "--log_samples"],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    files = sorted(out_dir.rglob("*_results.json"))
-    results = json.loads(files[-1].read_text()) if files else None
-    return results, proc.stdout + proc.stderr
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory):
-    root = standard_data(tmp_path_factory.mktemp("data"))
-    os.environ["AUTORATER_DATA_DIR"] = str(root)
-    try:
-        from lmms_eval_autorater.tasks.aigiqa.utils import build_docs as aig
-        from lmms_eval_autorater.tasks.imagereward_pair.utils import build_docs as irp
-        from lmms_eval_autorater.tasks.imagereward_point.utils import build_docs as irq
-        from lmms_eval_autorater.tasks.psr.utils import build_docs as psr
-
-        docs = {"psr": psr(), "imagereward_pair": irp(), "imagereward_point": irq(), "aigiqa": aig()}
-    finally:
-        del os.environ["AUTORATER_DATA_DIR"]
-    return root, docs
-
-
-class TruthResponder:
-    """Answers from a table keyed by the candidate images' hashes: the test knows every verdict."""
-
-    def __init__(self, docs: dict[str, list[dict]]):
-        self.pair: dict[tuple[str, str], int] = {}
-        self.point: dict[str, int] = {}
-        self.expected_correct = {}
-        for task, task_docs in docs.items():
-            correct = 0
-            for i, d in enumerate(task_docs):
-                if d["paradigm"] == "pairwise":
-                    a, b = sha_of_ref(d["image_1"]), sha_of_ref(d["image_2"])
-                    answer = d["label"] if i % 3 else 3 - d["label"]  # every third doc judged wrong
-                    correct += answer == d["label"]
-                    self.pair[(a, b)] = answer
-                    self.pair[(b, a)] = 3 - answer
-                else:
-                    # a Likert score in 1..10 that orders the images exactly as the targets do
-                    self.point[sha_of_ref(d["image_1"])] = int(
-                        round(2 * d["target"] if task == "aigiqa" else d["target"])
-                    )
-            self.expected_correct[task] = correct
-
-    def __call__(self, request_json: dict) -> str:
-        shas = [sha_of_url(u) for u in image_urls(request_json)]
-        if len(shas) >= 2 and (shas[-2], shas[-1]) in self.pair:
-            return json.dumps({"analysis": "compared both", "preferred": self.pair[(shas[-2], shas[-1])]})
-        return json.dumps({"analysis": "looked closely", "score": self.point[shas[-1]]})
-
-
-def metric(results: dict, task: str, name: str) -> float:
-    return results["results"][task][f"{name},none"]
-
-
-USAGE = ("prompt_tokens,none", "completion_tokens,none", "cost_usd,none")
-
-
-def same_metrics(a: dict, b: dict) -> bool:
-    """Equal task results (NaN equals NaN), leaving out what a run spent."""
-    import math
-
-    def norm(d):
-        return {
-            k: ("nan" if isinstance(v, float) and math.isnan(v) else v)
-            for k, v in d.items()
-            if k not in USAGE
-        }
-
-    return norm(a) == norm(b)
 
 
 def test_entry_point_module_is_light():
@@ -212,39 +113,6 @@ def test_judge_through_cli_metrics_and_cached_rerun(tmp_path, data):
                 metric(results, task, "prompt_tokens") > 0 and metric(results, task, "completion_tokens") > 0
             )
             assert metric(again, task, "prompt_tokens") == 0  # this run spent nothing: all from the cache
-
-
-def test_faults_through_cli_are_never_wrong_answers(tmp_path, data):
-    root, docs = data
-    truth = TruthResponder(docs)
-    env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")}
-    pair_docs = docs["imagereward_pair"]
-    with OpenAIServer(truth) as server:
-        server.inject(Fault.rate_limit("0.2"), times=2)
-        server.inject(Fault.http(500), times=2)
-        server.inject(Fault.malformed(), times=1)
-        server.inject(Fault.timeout(3.0), times=1)
-        server.inject(Fault.empty(), times=2, match="a blue ball")  # re-asked once, then a parse failure
-        server.inject(Fault.http(503), times=100, match="a red cube")  # retries run out: API failures
-        args = (
-            "--model",
-            "autorater_openai",
-            "--model_args",
-            f"base_url={server.url},model=judge-1,concurrency=2,max_retries=2,timeout=1,backoff_base=0.05",
-            "--tasks",
-            "imagereward_pair",
-        )
-        results, log = run_cli(tmp_path, env, *args)
-        assert results is not None, log[-3000:]
-    red = [d for d in pair_docs if d["request"] == "a red cube"]
-    blue = [d for d in pair_docs if d["request"] == "a blue ball"]
-    assert metric(results, "imagereward_pair", "api_failures") == len(red)
-    assert metric(results, "imagereward_pair", "parse_failures") == 1
-    scored = metric(results, "imagereward_pair", "n_scored")
-    assert scored == len(blue) - 1
-    assert "API failure" in log and "parse failure" in log
-    # the accuracy is over the scored docs only: failures are not counted as wrong
-    assert 0.0 <= metric(results, "imagereward_pair", "accuracy") <= 1.0
 
 
 def test_gpt4o_without_key_says_so(tmp_path, data):

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lmms_eval_autorater.grid import run_grid, subsets, task_builder
-from lmms_eval_autorater.models.judge_models import AutoraterOpenAICompatible
+from lmms_eval_autorater.grid import run_grid, subsets
+from lmms_eval_autorater.judges.factory import build_judge
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
 from lmms_eval_autorater.specialists.registry import applicable
 from tests import fakes
@@ -19,19 +19,20 @@ def test_subset_counts_match_the_paper():
     assert len(subsets(applicable("editing"))) == 41
     assert len(subsets(applicable("generation"))) == 14
     assert subsets(["A", "B"], 2) == [("A",), ("B",), ("A", "B")]
-    assert task_builder("psr") == ("lmms_eval_autorater.tasks.psr.utils:build_docs", "pairwise")
-    with pytest.raises(ValueError, match="unknown task"):
-        task_builder("mmmu")
+    with pytest.raises(ValueError, match="unknown task 'mmmu'"):
+        run_grid(None, "mmmu")
 
 
 def make_model(server, tmp_path):
-    model = AutoraterOpenAICompatible(
-        base_url=server.url, model="judge", cache_dir=str(tmp_path / "cache"), concurrency=4
-    )
-    model.pool = SpecialistPool(
+    pool = SpecialistPool(
         cache=AssessmentCache(tmp_path / "cache" / "assessments.sqlite"), factory=fakes.fake_factory
     )
-    return model
+    return build_judge(
+        "autorater_openai",
+        {"base_url": server.url, "model": "judge", "cache_dir": str(tmp_path / "cache"), "concurrency": 4},
+        pool=pool,
+        progress=False,
+    )
 
 
 def psr_docs(tmp_path, monkeypatch):
@@ -83,9 +84,8 @@ def test_grid_cli_on_generation_task(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("AUTORATER_DATA_DIR", str(standard_data(tmp_path / "data")))
     with OpenAIServer() as server:
         monkeypatch.setattr(
-            AutoraterOpenAICompatible,
-            "build_pool",
-            lambda self: SpecialistPool(
+            "lmms_eval_autorater.judges.factory.build_pool",
+            lambda cfg: SpecialistPool(
                 cache=AssessmentCache(tmp_path / "a.sqlite"), factory=fakes.fake_factory
             ),
         )
@@ -110,15 +110,57 @@ def test_grid_cli_on_generation_task(tmp_path, monkeypatch, capsys):
     assert "grid search on imagereward_pair: 14 subsets" in printed
     saved = json.loads(out.read_text())
     assert len(saved["rows"]) == 14 and saved["best"] == saved["rows"][0]["subset"]
-    with pytest.raises(SystemExit, match="must not set tools"):
-        cli.main(
-            [
-                "grid",
-                "--model",
-                "autorater_openai",
-                "--model_args",
-                "base_url=x,model=y,tools=all",
-                "--task",
-                "psr",
-            ]
-        )
+    rc = cli.main(
+        [
+            "grid",
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            "base_url=x,model=y,tools=all",
+            "--task",
+            "psr",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and err == [
+        "lmms-eval-autorater grid: error: --model_args must not set tools: the grid chooses the subsets"
+    ]
+
+
+def test_grid_cli_failures_are_one_line(tmp_path, monkeypatch, capsys):
+    """A missing key, a bad argument or missing data: exit 1 and one line naming the cause (traceback with --debug)."""
+    from lmms_eval_autorater import cli
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("AUTORATER_DATA_DIR", str(tmp_path / "nothing"))
+    rc = cli.main(["grid", "--model", "autorater_gpt4o", "--task", "psr"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "$OPENAI_API_KEY is not set" in err[0], err
+    rc = cli.main(
+        [
+            "grid",
+            "--model",
+            "autorater_openai",
+            "--model_args",
+            "base_url=x,model=y,concurency=3",
+            "--task",
+            "psr",
+        ]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "unknown model argument(s) concurency" in err[0], err
+    args = [
+        "grid",
+        "--model",
+        "autorater_openai",
+        "--model_args",
+        f"base_url=x,model=y,cache_dir={tmp_path}",
+        "--task",
+        "psr",
+    ]
+    rc = cli.main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and "DataError" in err[0] and "psr" in err[0], err
+    rc = cli.main(["--debug", *args])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Traceback (most recent call last)" in err

@@ -131,7 +131,8 @@ def test_missing_key_env_is_a_clear_error(monkeypatch):
         OpenAIChatBackend("gpt-4o", api_key_env="AUTORATER_UNSET_KEY")
 
 
-def test_no_key_for_local_servers():
+def test_no_key_for_local_servers(monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)  # else api_key_env=None sends it
     with OpenAIServer() as srv:  # accepts any key
         backend = OpenAIChatBackend("local-vlm", base_url=srv.url, api_key_env=None)
         assert backend.call(make_prompt()).text
@@ -200,8 +201,9 @@ def test_persistent_500_gives_up_after_max_retries(server, key_env, tmp_path):
     (out,) = runner.run(keyed(backend, [make_prompt()]))
     assert isinstance(out, BackendError) and out.retryable and out.status == 500
     assert "upstream exploded" in str(out)
-    assert server.request_count == 4  # 1 + 3 retries
-    assert runner.failures == 1 and runner.retries == 3
+    assert server.request_count == 8  # (1 + 3 retries), then the same again in the final round
+    assert runner.failures == 1 and runner.retries == 6
+    assert runner.stats()["final_round"] == 1 and runner.stats()["final_round_recovered"] == 0
     assert len(cache) == 0  # failures are not cached
 
 

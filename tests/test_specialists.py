@@ -237,75 +237,7 @@ def test_precompute_releases(tmp_path, images):
 # ---------------------------------------------------------------- GD (tiny GroundingDINO)
 
 
-@pytest.fixture(scope="module")
-def tiny_gd(tmp_path_factory) -> str:
-    import torch
-    from transformers import (
-        BertConfig,
-        BertTokenizerFast,
-        GroundingDinoConfig,
-        GroundingDinoForObjectDetection,
-        GroundingDinoImageProcessor,
-        GroundingDinoProcessor,
-        SwinConfig,
-    )
-
-    d = tmp_path_factory.mktemp("tiny_gd")
-    words = [
-        "[PAD]",
-        "[UNK]",
-        "[CLS]",
-        "[SEP]",
-        "[MASK]",
-        ".",
-        "a",
-        "cat",
-        "red",
-        "hat",
-        "dog",
-        "on",
-        "the",
-        "with",
-    ]
-    (d / "vocab.txt").write_text("\n".join(words) + "\n")
-    tokenizer = BertTokenizerFast(vocab=str(d / "vocab.txt"), do_lower_case=True)
-    processor = GroundingDinoProcessor(
-        image_processor=GroundingDinoImageProcessor(size={"shortest_edge": 96, "longest_edge": 128}),
-        tokenizer=tokenizer,
-    )
-    torch.manual_seed(0)
-    config = GroundingDinoConfig(
-        backbone_config=SwinConfig(
-            embed_dim=8,
-            depths=[1, 1, 1, 1],
-            num_heads=[1, 1, 2, 2],
-            window_size=4,
-            image_size=64,
-            out_features=["stage2", "stage3", "stage4"],
-        ),
-        text_config=BertConfig(
-            vocab_size=len(words),
-            hidden_size=16,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=32,
-            max_position_embeddings=64,
-        ),
-        d_model=32,
-        num_queries=10,
-        encoder_layers=1,
-        decoder_layers=2,
-        encoder_ffn_dim=32,
-        decoder_ffn_dim=32,
-        encoder_attention_heads=2,
-        decoder_attention_heads=2,
-        encoder_n_points=2,
-        decoder_n_points=2,
-        max_text_len=32,
-    )
-    GroundingDinoForObjectDetection(config).eval().save_pretrained(d)
-    processor.save_pretrained(d)
-    return str(d)
+# tiny_gd (a folder) is a fixture in tests/conftest.py, built by tests.tinymodels.build_tiny_gd
 
 
 def test_gd_text_helpers():
@@ -355,40 +287,7 @@ def test_gd_tiny_model(tiny_gd, images):
 # ---------------------------------------------------------------- PA (tiny UperNet + Swin, TorchScript)
 
 
-def _tiny_upernet():
-    import torch
-    from transformers import SwinConfig, UperNetConfig, UperNetForSemanticSegmentation
-
-    torch.manual_seed(0)
-    backbone = SwinConfig(
-        embed_dim=8,
-        depths=[1, 2, 1, 1],
-        num_heads=[1, 2, 2, 4],
-        window_size=3,
-        image_size=64,
-        out_features=["stage1", "stage2", "stage3", "stage4"],
-    )
-    config = UperNetConfig(
-        backbone_config=backbone, hidden_size=16, num_labels=2, auxiliary_in_channels=32, auxiliary_channels=8
-    )
-    model = UperNetForSemanticSegmentation(config).eval()
-    with torch.no_grad():  # non-trivial norms and BN statistics so that every tensor is checked
-        for p in model.parameters():
-            p.normal_(0, 0.3)
-        for name, buf in model.named_buffers():
-            if name.endswith("running_var"):
-                buf.uniform_(0.5, 1.5)
-            elif name.endswith("running_mean"):
-                buf.normal_()
-    return model
-
-
-@pytest.fixture(scope="module")
-def tiny_pa(tmp_path_factory):
-    model = _tiny_upernet()
-    d = tmp_path_factory.mktemp("tiny_pa")
-    model.save_pretrained(d / "hf")
-    return model, d
+# tiny_pa (model, folder) is a fixture in tests/conftest.py, built by tests.tinymodels.build_tiny_pa
 
 
 def test_pa_hf_folder(tiny_pa, images):

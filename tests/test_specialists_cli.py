@@ -2,8 +2,8 @@
 server.
 
 The specialists are the tiny random-weight GroundingDINO, PAL4VST (UperNet), Q-SiT (LLaVA-OneVision) and
-AesExpert (LLaVA) that the specialist tests build, saved to folders and passed as ``*_model=<folder>``:
-the path a user runs, end to end, with nothing downloaded.
+AesExpert (LLaVA) that ``tests/tinymodels.py`` builds (fixtures in ``tests/conftest.py``), saved to folders
+and passed as ``*_model=<folder>``: the path a user runs, end to end, with nothing downloaded.
 """
 
 from __future__ import annotations
@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.clitools import TruthResponder, metric, run_cli, sha_of_ref, sha_of_url
 from tests.openai_server import OpenAIServer, image_urls, prompt_text
-from tests.test_cli import TruthResponder, data, metric, run_cli, sha_of_ref, sha_of_url  # noqa: F401
-from tests.test_specialists import tiny_gd, tiny_pa  # noqa: F401
-from tests.test_specialists_llava import llava, qsit_folder, qsit_tokenizer  # noqa: F401
+
+# the fixtures tiny_gd, tiny_pa, qsit_folder and llava come from tests/conftest.py (tests/tinymodels.py
+# builds them); without torch or transformers the whole module is skipped
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +32,7 @@ NUM = r"-?\d+\.\d{3}"
 
 
 @pytest.fixture
-def models(tmp_path, tiny_gd, tiny_pa, qsit_folder, llava) -> dict[str, Path]:  # noqa: F811
+def models(tmp_path, tiny_gd, tiny_pa, qsit_folder, llava) -> dict[str, Path]:
     """Fresh copies of the tiny specialist folders (a test may delete them to prove nothing loads them)."""
     out = {}
     for code, src in (
@@ -97,7 +100,7 @@ def unique_images(docs: dict, tasks: tuple[str, ...]) -> set[str]:
     return {sha_of_ref(d[f]) for t in tasks for d in docs[t] for f in ("image_1", "image_2") if d.get(f)}
 
 
-def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  # noqa: F811
+def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):
     """tools=GD+PA+QS on both generation tasks: every doc scored, labelled evidence with the right numbers
     for Image 1 and Image 2; a rerun with the model folders gone makes no judge request and loads no model."""
     from lmms_eval_autorater.specialists.base import SpecialistInput
@@ -180,7 +183,7 @@ def test_fixed_subset_of_specialists_and_cached_rerun(tmp_path, data, models):  
             assert metric(results, task, "prompt_tokens") > 0 and metric(again, task, "prompt_tokens") == 0
 
 
-def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
+def test_auto_selection_two_passes(tmp_path, data, models):
     """tools=auto: the judge picks per doc (Q-SiT for 'a red cube', none for 'a blue ball'), then judges."""
     root, docs = data
     truth = TruthResponder(docs)
@@ -234,7 +237,7 @@ def test_auto_selection_two_passes(tmp_path, data, models):  # noqa: F811
     assert assessment_rows(tmp_path) == len(red_images)
 
 
-def test_all_specialists_with_aesexpert(tmp_path, data, models):  # noqa: F811
+def test_all_specialists_with_aesexpert(tmp_path, data, models):
     """tools=all on a generation task: GD, AE, PA, QS (the four that apply), AesExpert as text per image."""
     root, docs = data
     truth = TruthResponder(docs)
@@ -268,7 +271,7 @@ def test_all_specialists_with_aesexpert(tmp_path, data, models):  # noqa: F811
     assert assessment_rows(tmp_path) == 4 * len(unique_images(docs, ("imagereward_pair",)))
 
 
-def test_editing_only_specialist_on_generation_task_fails(tmp_path, data):  # noqa: F811
+def test_editing_only_specialist_on_generation_task_fails(tmp_path, data):
     """tools=DF on a generation task: an error naming DF and generation; no results, no judge request."""
     root, _ = data
     with OpenAIServer(TruthResponder({})) as server:

@@ -1,6 +1,8 @@
-"""Q-SiT (LLaVA-OneVision) and AesExpert (LLaVA-1.5) specialists on tiny random models built here.
+"""Q-SiT (LLaVA-OneVision) and AesExpert (LLaVA-1.5) specialists on tiny random models.
 
-Every model is saved to a folder and loaded back through the code a user runs; nothing is downloaded.
+The models are built by ``tests/tinymodels.py`` (the fixtures ``qsit_tokenizer``, ``qsit_folder`` and
+``llava`` in ``tests/conftest.py``). Every model is saved to a folder and loaded back through the code a
+user runs; nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -15,49 +17,7 @@ transformers = pytest.importorskip("transformers")
 
 from lmms_eval_autorater.specialists import ae, qs  # noqa: E402
 from lmms_eval_autorater.specialists.base import SpecialistInput, load_class  # noqa: E402
-
-CORPUS = [
-    qs.QSIT_PROMPT,
-    "The quality of this image is Excellent Good Fair Poor Bad excellent good fair poor bad",
-    "Excellent\nGood\nFair\nPoor\nBad",
-    ae.AE_SYSTEM + " USER: ASSISTANT: " + ae.AE_QUESTION,
-    "The image has soft warm lighting, a balanced composition, vivid color and high fidelity.",
-]
-
-
-def _bpe(specials: list[str], byte_level: bool):
-    """A tiny BPE tokenizer trained on ``CORPUS``: byte-level (Qwen2-like) or metaspace (Llama-like)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE(unk_token=None if byte_level else "<unk>"))
-    if byte_level:
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
-        alphabet = pre_tokenizers.ByteLevel.alphabet()
-    else:
-        tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="first")
-        tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="first")
-        alphabet = sorted(set("".join(CORPUS) + "\n▁"))
-    trainer = trainers.BpeTrainer(
-        vocab_size=700 if byte_level else 300, special_tokens=specials, initial_alphabet=alphabet
-    )
-    tok.train_from_iterator(CORPUS * 3, trainer)
-    if not byte_level:
-        tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
-    return tok
-
-
-def _images(folder, sizes):
-    import numpy as np
-    from PIL import Image
-
-    paths = []
-    for i, (h, w) in enumerate(sizes):
-        p = folder / f"img{i}.png"
-        Image.fromarray(np.random.RandomState(i).randint(0, 255, (h, w, 3), dtype=np.uint8)).save(p)
-        paths.append(str(p))
-    return paths
-
+from tests.tinymodels import to_original, write_images  # noqa: E402
 
 # --- Q-SiT ----------------------------------------------------------------------------------------
 
@@ -79,16 +39,6 @@ def test_quality_from_logits_by_hand():
         qs.quality_from_logits([float("nan"), 0, 0, 0, 0])
 
 
-@pytest.fixture(scope="module")
-def qsit_tokenizer():
-    from transformers import PreTrainedTokenizerFast
-
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<image>", "<video>"]
-    return PreTrainedTokenizerFast(
-        tokenizer_object=_bpe(specials, byte_level=True), eos_token="<|im_end|>", pad_token="<|endoftext|>"
-    )
-
-
 def test_level_token_ids(qsit_tokenizer):
     tok = qsit_tokenizer
     ids = qs.level_token_ids(tok)
@@ -108,53 +58,8 @@ def test_level_token_ids(qsit_tokenizer):
 
 
 @pytest.fixture(scope="module")
-def qsit_folder(tmp_path_factory, qsit_tokenizer):
-    from transformers import (
-        LlavaOnevisionConfig,
-        LlavaOnevisionForConditionalGeneration,
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-        Qwen2Config,
-        SiglipVisionConfig,
-    )
-
-    tok = qsit_tokenizer
-    pins = [[32, 32], [32, 64], [64, 32], [64, 64]]
-    processor = LlavaOnevisionProcessor(
-        image_processor=LlavaOnevisionImageProcessor(
-            size={"height": 32, "width": 32}, image_grid_pinpoints=pins
-        ),
-        video_processor=LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32}),
-        tokenizer=tok,
-        num_image_tokens=16,  # (32 / 8) ** 2
-        vision_feature_select_strategy="full",
-        chat_template=qs.LLAVA_OV_CHAT_TEMPLATE,
-    )
-    vision = SiglipVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-        patch_size=8, vision_use_head=False,
-    )  # fmt: skip
-    text = Qwen2Config(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-        vocab_size=len(tok), max_position_embeddings=512, tie_word_embeddings=True,
-    )  # fmt: skip
-    config = LlavaOnevisionConfig(
-        vision_config=vision, text_config=text, image_token_index=tok.convert_tokens_to_ids("<image>"),
-        video_token_index=tok.convert_tokens_to_ids("<video>"), image_grid_pinpoints=pins,
-        vision_feature_select_strategy="full", vision_feature_layer=-1,
-    )  # fmt: skip
-    torch.manual_seed(0)
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
-    folder = tmp_path_factory.mktemp("qsit")
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return str(folder)
-
-
-@pytest.fixture(scope="module")
 def image_paths(tmp_path_factory):
-    return _images(tmp_path_factory.mktemp("images"), [(40, 40), (30, 70), (64, 20)])
+    return write_images(tmp_path_factory.mktemp("images"), [(40, 40), (30, 70), (64, 20)])
 
 
 def _authors_recipe(folder, path):
@@ -217,108 +122,9 @@ def test_qsit_specialist(qsit_folder, image_paths):
 
 # --- AesExpert --------------------------------------------------------------------------------------
 
-# transformers runtime name -> original LLaVA name, written out independently of ae.KEY_MAP
-_TO_ORIGINAL = (
-    ("model.language_model.", "model."),
-    ("model.vision_tower.", "model.vision_tower.vision_tower.vision_model."),
-    ("model.multi_modal_projector.linear_1.", "model.mm_projector.0."),
-    ("model.multi_modal_projector.linear_2.", "model.mm_projector.2."),
-    ("lm_head.", "lm_head."),
-)
-
-
-def _to_original(key: str) -> str:
-    for new, old in _TO_ORIGINAL:
-        if key.startswith(new):
-            return old + key[len(new) :]
-    raise KeyError(key)
-
 
 def _converted_to_original(key: str) -> str:
-    return _to_original(key.replace("model.vision_tower.vision_model.", "model.vision_tower.", 1))
-
-
-@pytest.fixture(scope="module")
-def llava(tmp_path_factory):
-    """A tiny HF LLaVA model and its original-format checkpoint (with and without vision weights)."""
-    from safetensors.torch import save_file
-    from transformers import (
-        CLIPVisionConfig,
-        CLIPVisionModel,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        PreTrainedTokenizerFast,
-    )
-
-    root = tmp_path_factory.mktemp("llava")
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=_bpe(["<unk>", "<s>", "</s>"], byte_level=False),
-        bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-    )  # fmt: skip
-    n = len(tok)  # <image> will be added by the conversion as id n
-    vision = CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=28,
-        patch_size=14,
-    )
-    text = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-        vocab_size=n + 1, max_position_embeddings=512, bos_token_id=1, eos_token_id=2,
-    )  # fmt: skip
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_index=n, image_seq_length=4)
-    torch.manual_seed(0)
-    hf = LlavaForConditionalGeneration(config).eval()
-    original = {}
-    for key, tensor in hf.state_dict().items():
-        if key.endswith(("embed_tokens.weight", "lm_head.weight")):
-            tensor = tensor[:n]  # the original vocabulary has no <image> row
-        original[_to_original(key)] = tensor.clone().contiguous()
-    orig_config = {
-        "architectures": ["LlavaLlamaForCausalLM"], "model_type": "llava_llama", "hidden_act": "silu",
-        "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4, "num_hidden_layers": 2,
-        "num_key_value_heads": 4, "max_position_embeddings": 512, "rms_norm_eps": text.rms_norm_eps,
-        "vocab_size": n, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0, "torch_dtype": "float32",
-        "mm_hidden_size": 32, "mm_projector_type": "mlp2x_gelu", "mm_vision_select_layer": -2,
-        "mm_vision_select_feature": "patch", "mm_vision_tower": "openai/clip-vit-large-patch14-336",
-        "image_aspect_ratio": "pad", "mm_use_im_start_end": False,
-    }  # fmt: skip
-
-    def write(folder, tensors):
-        folder.mkdir()
-        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
-        (folder / "config.json").write_text(json.dumps(orig_config))
-        tok.save_pretrained(folder)
-        return folder
-
-    # an old buffer that the conversion drops
-    full = write(
-        root / "original", {**original, "model.layers.0.self_attn.rotary_emb.inv_freq": torch.ones(4)}
-    )
-    no_vision = write(
-        root / "original_no_vision", {k: v for k, v in original.items() if ".vision_tower." not in k}
-    )
-    clip_config_only = root / "clip_config"
-    vision.save_pretrained(clip_config_only)
-    clip_full = root / "clip_full"
-    clip = CLIPVisionModel(vision).eval()
-    clip.load_state_dict(hf.model.vision_tower.state_dict())
-    clip.save_pretrained(clip_full)
-
-    out = root / "converted"
-    assert (
-        ae.main(
-            ["convert", "--checkpoint", str(full), "--out", str(out), "--vision-tower", str(clip_config_only)]
-        )
-        == 0
-    )
-    return {
-        "hf": hf, "original": original, "full": full, "no_vision": no_vision, "clip_full": clip_full,
-        "converted": out, "n": n, "root": root,
-    }  # fmt: skip
+    return to_original(key.replace("model.vision_tower.vision_model.", "model.vision_tower.", 1))
 
 
 def _read_converted(folder):
@@ -357,7 +163,7 @@ def test_ae_converted_folder_loads_like_the_original_model(llava):
     processor = AutoProcessor.from_pretrained(folder)
     assert processor.image_processor.do_pad and processor.image_processor.crop_size["height"] == 28
     assert processor.tokenizer.convert_tokens_to_ids("<image>") == llava["n"]
-    paths = _images(llava["root"], [(28, 50)])
+    paths = write_images(llava["root"], [(28, 50)])
     from PIL import Image
 
     inputs = processor(

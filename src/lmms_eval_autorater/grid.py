@@ -15,31 +15,15 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
-import yaml
+from lmms_eval_autorater.tasks.catalog import TASKS, task_info
+from lmms_eval_autorater.tasks.common import doc_to_request, make_record, verdict_record
 
-from lmms_eval_autorater.judges.envelope import encode_verdict
-from lmms_eval_autorater.tasks.common import pairwise_record, pointwise_record
-
-TASKS_DIR = Path(__file__).resolve().parent / "tasks"
-GRID_TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
+GRID_TASKS = tuple(TASKS)
 
 
 def subsets(codes: list[str], max_size: int = 3) -> list[tuple[str, ...]]:
     """Every subset of ``codes`` of size 1..``max_size``, in registry order."""
     return [c for k in range(1, max_size + 1) for c in combinations(codes, k)]
-
-
-def task_builder(task: str) -> tuple[str, str]:
-    """(builder ``module:function``, paradigm) from the task's YAML metadata."""
-    if task not in GRID_TASKS:
-        raise ValueError(f"unknown task {task!r}; the grid runs on {', '.join(GRID_TASKS)}")
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    Loader.add_constructor("!function", lambda loader, node: loader.construct_scalar(node))
-    meta = yaml.load((TASKS_DIR / task / f"{task}.yaml").read_text(), Loader=Loader)["metadata"]
-    return meta["builder"], meta["paradigm"]
 
 
 @dataclass
@@ -51,6 +35,7 @@ class GridRow:
     ci_low: float
     ci_high: float
     n_scored: int
+    input_errors: int
     parse_failures: int
     api_failures: int
 
@@ -74,13 +59,16 @@ class GridResult:
 
     def table(self) -> str:
         """A ranked text table; the best subset is marked with '*' (Table 2's subscript)."""
-        head = f"{'rank':>5}  {'subset':<12} {self.metric_name:>9}  {'95% CI':<17} {'scored':>6} {'parse_fail':>10} {'api_fail':>8}"
+        head = (
+            f"{'rank':>5}  {'subset':<12} {self.metric_name:>9}  {'95% CI':<17} {'scored':>6} "
+            f"{'input_err':>9} {'parse_fail':>10} {'api_fail':>8}"
+        )
         lines = [f"grid search on {self.task}: {len(self.rows)} subsets, {self.n_docs} docs", head]
         for i, r in enumerate(self.rows, start=1):
             mark = "*" if i == 1 and self.best is not None else " "
             lines.append(
                 f"{mark}{i:>4}  {'+'.join(r.subset):<12} {r.metric:>9.4f}  [{r.ci_low:.4f}, {r.ci_high:.4f}] "
-                f"{r.n_scored:>6} {r.parse_failures:>10} {r.api_failures:>8}"
+                f"{r.n_scored:>6} {r.input_errors:>9} {r.parse_failures:>10} {r.api_failures:>8}"
             )
         lines.append(
             f"specialist invocations: {self.specialist_invocations} (unique inputs: {self.unique_inputs}); "
@@ -130,7 +118,7 @@ def count_unique_inputs(pool, code: str, reqs: list) -> int:
 
 
 def run_grid(
-    model: Any,
+    judge: Any,
     task: str,
     *,
     max_size: int = 3,
@@ -138,46 +126,63 @@ def run_grid(
     n_resamples: int = 1000,
     docs: list[dict] | None = None,
 ) -> GridResult:
-    """Evaluate every subset for ``model`` (an AutoRater judge model instance) on ``task``."""
-    import importlib
+    """Evaluate every subset for ``judge`` (from ``judges.factory.build_judge``) on ``task``.
 
-    from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
-    from lmms_eval_autorater.models.judge_models import doc_to_request
+    Images are checked once: a doc whose image does not decode is an input error in every row and is
+    never sent. Each subset's judge shares the backend, the caches and the specialist pool.
+    """
+    from lmms_eval_autorater.judges.judge import AllInputsFailedError, check_inputs
     from lmms_eval_autorater.specialists.registry import applicable
+    from lmms_eval_autorater.tasks.catalog import build_docs
 
-    builder, paradigm = task_builder(task)
+    info = task_info(task)
+    paradigm = info.paradigm
     if docs is None:
-        module, func = builder.split(":")
-        docs = list(getattr(importlib.import_module(module), func)())
+        docs = build_docs(task)
     if limit is not None:
         docs = docs[:limit]
     if not docs:
         raise ValueError(f"task {task!r} has no docs")
     reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
-    codes = applicable(reqs[0].task_kind)
-    model.build_judge(codes)  # builds the shared backend and specialist pool
-    pool = model.pool
-    assessor = SpecialistAssessor(pool)
+    bad = check_inputs(reqs)
+    if all(e is not None for e in bad):
+        raise AllInputsFailedError(f"every one of the {len(reqs)} docs is an input error; first: {bad[0]}")
+    good = [i for i, e in enumerate(bad) if e is None]
+    good_reqs = [reqs[i] for i in good]
+    codes = applicable(info.task_kind)
+    first = judge.with_tools(codes)  # creates the shared specialist pool
+    pool = first.pool
     for code in codes:  # one pass per specialist over all docs, then it is released
-        assessor(code, reqs)
-    unique = {code: count_unique_inputs(pool, code, reqs) for code in codes}
-    record_fn = pairwise_record if paradigm == "pairwise" else pointwise_record
+        first.assess(code, good_reqs)
+    unique = {code: count_unique_inputs(pool, code, good_reqs) for code in codes}
     rows = []
     for subset in subsets(codes, max_size):
-        judge = model.build_judge(list(subset))
-        verdicts = judge.judge_all(reqs)
-        records = [record_fn(d, [encode_verdict(v, paradigm)]) for d, v in zip(docs, verdicts)]
+        verdicts = judge.with_tools(list(subset)).judge_all(good_reqs)
+        by_doc = dict(zip(good, verdicts))
+        records = [
+            verdict_record(d, by_doc[i], paradigm)
+            if i in by_doc
+            else make_record(d, paradigm, "input_error", None)
+            for i, d in enumerate(docs)
+        ]
         value, low, high, s = _summary(paradigm, records, n_resamples)
         rows.append(
             GridRow(
-                subset, value, low, high, int(s["n_scored"]), int(s["parse_failures"]), int(s["api_failures"])
+                subset,
+                value,
+                low,
+                high,
+                int(s["n_scored"]),
+                int(s["input_errors"]),
+                int(s["parse_failures"]),
+                int(s["api_failures"]),
             )
         )
     rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
-    stats = model.completer.stats()
+    stats = judge.completer.stats()
     return GridResult(
         task=task,
-        metric_name="accuracy" if paradigm == "pairwise" else "pearson",
+        metric_name=info.metric,
         rows=rows,
         n_docs=len(docs),
         specialist_invocations=dict(pool.invocations),

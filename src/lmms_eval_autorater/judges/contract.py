@@ -73,18 +73,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lmms_eval_autorater.specialists.registry import SPECS
+
 #: bump when a change to the rules could change a parsed value (cache keys, leaderboard notes)
 PARSER_VERSION = "1"
 
-TOOL_CODES: tuple[str, ...] = ("GD", "AE", "PA", "QS", "DF", "DS")
-TOOL_NAMES: dict[str, str] = {
-    "GD": "GroundingDINO",
-    "AE": "AesExpert",
-    "PA": "PAL4VST",
-    "QS": "Q-SiT",
-    "DF": "DeepFace",
-    "DS": "DreamSim",
-}
+TOOL_CODES: tuple[str, ...] = tuple(SPECS)
+TOOL_NAMES: dict[str, str] = {code: spec.name for code, spec in SPECS.items()}
 # name parts, joined by optional space/hyphen/underscore when matched ("Grounding DINO", "q-sit", "QSiT")
 _TOOL_NAME_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
     "GD": (("grounding", "dino"), ("g", "dino")),

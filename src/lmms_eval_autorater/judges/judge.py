@@ -2,8 +2,9 @@
 
 ``Judge.judge_all`` takes every doc of a run at once so that specialists run batched once
 per input and backend calls run concurrently; it returns one ``Verdict`` per request, in
-order. Failures stay failures: an unparsable answer is ``parse_failure``, a call that failed
-for good is ``api_error``; neither is ever replaced by a guess.
+order. Failures stay failures: an image that cannot be read or decoded makes its doc an
+``input_error`` before anything is sent, an unparsable answer is ``parse_failure``, a call that
+failed for good is ``api_error``; none is ever replaced by a guess.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
+from lmms_eval_autorater.images import ImageError, load_image
 from lmms_eval_autorater.judges import contract
 from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt
 from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest, Verdict
@@ -29,11 +31,50 @@ class JudgeStats:
     """Counts a run reports next to its metrics."""
 
     requests: int = 0
+    input_errors: int = 0
     parse_failures: int = 0
     api_failures: int = 0
     selection_failures: int = 0
     swap_flips: int = 0
     tools_selected: dict[str, int] = field(default_factory=dict)
+
+
+class AllInputsFailedError(RuntimeError):
+    """Every doc of a run is an input error: nothing could be judged (a data problem, not a result)."""
+
+
+def request_images(req: JudgeRequest) -> list[tuple[str, str]]:
+    """(doc field, image reference) of every image of ``req``, in the judge's order."""
+    out = [("source_image", req.source)] if req.source is not None else []
+    out.extend((f"image_{i}", ref) for i, ref in enumerate(req.candidates, start=1))
+    return out
+
+
+def check_inputs(reqs: Sequence[JudgeRequest]) -> list[str | None]:
+    """Per request, None when every image opens and decodes, else the error naming doc, field and file.
+
+    Each distinct reference is decoded once (pairs share images); nothing is sent anywhere.
+    """
+    seen: dict[str, str | None] = {}
+    out: list[str | None] = []
+    for req in reqs:
+        error = None
+        for field_name, ref in request_images(req):
+            key = ref if isinstance(ref, str) else repr(ref)
+            if key not in seen:
+                try:
+                    load_image(ref)
+                    seen[key] = None
+                except ImageError as exc:
+                    seen[key] = str(exc)
+            if seen[key] is not None:
+                task, _, doc = req.doc_key.partition("/")
+                error = (
+                    f"input error: task {task!r}, doc {doc!r}, field {field_name!r}, file {ref}: {seen[key]}"
+                )
+                break
+        out.append(error)
+    return out
 
 
 def swap_request(req: JudgeRequest) -> JudgeRequest:
@@ -126,6 +167,7 @@ class Judge:
         tools: Sequence[str] | str = (),
         swap: bool = False,
         assess: AssessFn | None = None,
+        make_assess: Callable[[], AssessFn] | None = None,
         render: Callable[[list[Assessment], int], str] | None = None,
         applicable: Callable[[str], list[str]] | None = None,
         tool_menu: Callable[[list[str]], str] | None = None,
@@ -133,13 +175,47 @@ class Judge:
         self.complete_all = complete_all
         self.tools = tools
         self.swap = swap
+        self.make_assess = make_assess
+        if assess is None and tools and make_assess is not None:
+            assess = make_assess()
         self.assess = assess
         self.render = render
         self.applicable = applicable
         self.tool_menu = tool_menu
         self.stats = JudgeStats()
+        #: set by the factory: the validated config and the backend (None for hand-built judges)
+        self.config = None
+        self.backend = None
         if tools and (assess is None or render is None or applicable is None):
             raise ValueError("specialist tools need an assess function and a renderer")
+
+    @property
+    def completer(self) -> CompleteAll:
+        """The cached ``complete_all`` (its ``stats()`` counts calls, cache hits, retries)."""
+        return self.complete_all
+
+    @property
+    def pool(self):
+        """The specialist pool behind ``assess`` (None when no specialist was needed yet)."""
+        return getattr(self.assess, "pool", None)
+
+    def with_tools(self, tools: Sequence[str] | str) -> Judge:
+        """The same judge (backend, caches, specialist pool shared) with another selection of specialists."""
+        assess = self.assess
+        if tools and assess is None and self.make_assess is not None:
+            assess = self.assess = self.make_assess()
+        other = Judge(
+            self.complete_all,
+            tools=tools,
+            swap=self.swap,
+            assess=assess,
+            make_assess=self.make_assess,
+            render=self.render,
+            applicable=self.applicable,
+            tool_menu=self.tool_menu,
+        )
+        other.config, other.backend = self.config, self.backend
+        return other
 
     # -- selection ------------------------------------------------------------------------
     def _select(self, reqs: list[JudgeRequest]) -> tuple[list[list[str]], list[dict]]:
@@ -205,8 +281,29 @@ class Judge:
     # -- main -----------------------------------------------------------------------------
     def judge_all(self, reqs: Sequence[JudgeRequest]) -> list[Verdict]:
         """One verdict per request, in order; the second Auto pass and swaps are batched too."""
-        reqs = list(reqs)
-        self.stats.requests += len(reqs)
+        all_reqs = list(reqs)
+        self.stats.requests += len(all_reqs)
+        bad = check_inputs(all_reqs)
+        for error in bad:
+            if error is not None:
+                self.stats.input_errors += 1
+                logger.error(f"autorater: {error}; not sent, counted in input_errors")
+        if all_reqs and all(e is not None for e in bad):
+            raise AllInputsFailedError(
+                f"every one of the {len(all_reqs)} docs is an input error (nothing was sent); first: {bad[0]}"
+            )
+        good = [i for i, e in enumerate(bad) if e is None]
+        judged = self._judge_checked([all_reqs[i] for i in good]) if good else []
+        out: list[Verdict] = [
+            Verdict(status="input_error", error=e, meta={"tools": []}) if e is not None else None  # type: ignore[misc]
+            for e in bad
+        ]
+        for i, v in zip(good, judged):
+            out[i] = v
+        return out
+
+    def _judge_checked(self, reqs: list[JudgeRequest]) -> list[Verdict]:
+        """``judge_all`` for requests whose images all decode."""
         chosen, select_info = self._select(reqs)
         todo = [i for i, c in enumerate(chosen) if c is not None]
         verdicts: list[Verdict | None] = [None] * len(reqs)

@@ -22,7 +22,9 @@ class ApiCompleter:
         *,
         cache: ResponseCache | None,
         concurrency: int = 16,
-        max_retries: int = 6,
+        max_retries: int | None = None,
+        retry_budget: float = 600.0,
+        final_round: bool = True,
         backoff_base: float = 1.0,
         progress: bool = True,
     ) -> None:
@@ -35,6 +37,8 @@ class ApiCompleter:
             cache=cache,
             concurrency=concurrency,
             max_retries=max_retries,
+            retry_budget=retry_budget,
+            final_round=final_round,
             backoff_base=backoff_base,
             progress_desc=f"judge {backend.model}",
             progress=progress,
@@ -50,9 +54,8 @@ class ApiCompleter:
         results = self.runner.run([(self.key(p), p) for p in prompts])
         for r in results:
             if isinstance(r, Completion):
-                cost = self.backend.cost_usd(r.usage)
-                # a cached answer costs nothing in this run; its original cost stays visible
-                r.usage = {**r.usage, "cost_usd": 0.0 if r.cached else cost}
+                # a cached answer costs nothing in this run; an unknown price stays unknown (None), never 0
+                r.usage = {**r.usage, "cost_usd": 0.0 if r.cached else self.backend.cost_usd(r.usage)}
         return results
 
     def stats(self) -> dict:
@@ -71,12 +74,9 @@ class LocalCompleter:
         self.cache_hits = 0
 
     def key(self, prompt: ChatPrompt) -> str:
-        """Cache key: the local model's identity (weights fingerprint) stands in for the API snapshot."""
-        params = {
-            "max_new_tokens": self.backend.max_new_tokens,
-            "greedy": True,
-            "max_patches": getattr(self.backend, "max_patches", None),
-        }
+        """Cache key: the local model's identity (weights fingerprint) stands in for the API snapshot,
+        plus every setting that changes its output (``backend.gen_params()``)."""
+        params = self.backend.gen_params()
         return ResponseCache.key(
             "transformers",
             f"{self.backend.model_name}@{self.backend.fingerprint}",

@@ -12,7 +12,7 @@ from lmms_eval_autorater.specialists.types import Assessment
 
 TaskKind = Literal["generation", "editing"]
 Paradigm = Literal["pointwise", "pairwise"]
-Status = Literal["ok", "parse_failure", "api_error"]
+Status = Literal["ok", "input_error", "parse_failure", "api_error"]
 
 
 @dataclass(frozen=True)

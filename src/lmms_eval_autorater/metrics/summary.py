@@ -10,28 +10,30 @@ from .bootstrap import bootstrap_ci
 from .correlation import _validate, kendall, pearson, spearman
 from .pairwise import TIE_POLICIES, TiePolicy, pairwise_accuracy
 
-STATUSES = ("ok", "parse_failure", "api_error")
+STATUSES = ("ok", "input_error", "parse_failure", "api_error")
 
 
-def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], int, int]:
-    """Split record indices into scored ones and count parse / API failures.
+def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], int, int, int]:
+    """Split record indices into scored ones and count input errors, parse and API failures.
 
     A record is scored when its status is "ok" and ``usable(pred)``; status "ok" with an unusable pred
     counts as a parse failure. Unknown statuses raise ValueError naming the index.
     """
     scored: list[int] = []
-    parse_failures = api_failures = 0
+    input_errors = parse_failures = api_failures = 0
     for i, rec in enumerate(records):
         status = rec.get("status")
         if status not in STATUSES:
             raise ValueError(f"records[{i}] has status {status!r}, expected one of {STATUSES}")
-        if status == "api_error":
+        if status == "input_error":
+            input_errors += 1
+        elif status == "api_error":
             api_failures += 1
         elif status == "parse_failure" or not usable(rec.get("pred")):
             parse_failures += 1
         else:
             scored.append(i)
-    return scored, parse_failures, api_failures
+    return scored, input_errors, parse_failures, api_failures
 
 
 def _coverage(n_scored: int, n_total: int) -> float:
@@ -51,7 +53,7 @@ def summarize_pairwise(
     """
     if tie_policy not in TIE_POLICIES:
         raise ValueError(f"tie_policy must be one of {TIE_POLICIES}, got {tie_policy!r}")
-    scored, parse_failures, api_failures = _triage(records, lambda p: p is not None)
+    scored, input_errors, parse_failures, api_failures = _triage(records, lambda p: p is not None)
     labels = [records[i]["label"] for i in scored]
     preds = [records[i]["pred"] for i in scored]
     groups = [records[i]["group"] for i in scored]
@@ -72,6 +74,7 @@ def summarize_pairwise(
         "accuracy_ci_high": high,
         "n_total": len(records),
         "n_scored": len(scored),
+        "input_errors": input_errors,
         "parse_failures": parse_failures,
         "api_failures": api_failures,
         "predicted_ties": sum(1 for p in preds if p == 0),
@@ -99,7 +102,7 @@ def summarize_pointwise(
     Only records with status "ok" and a finite numeric pred are scored; the rest are counted as failures.
     ``n_resamples=0`` skips the CI (reported as nan).
     """
-    scored, parse_failures, api_failures = _triage(records, _usable_score)
+    scored, input_errors, parse_failures, api_failures = _triage(records, _usable_score)
     targets = [records[i]["target"] for i in scored]
     preds = [float(records[i]["pred"]) for i in scored]
     groups = [records[i]["group"] for i in scored]
@@ -115,6 +118,7 @@ def summarize_pointwise(
         "kendall": kendall(t, p),
         "n_total": len(records),
         "n_scored": len(scored),
+        "input_errors": input_errors,
         "parse_failures": parse_failures,
         "api_failures": api_failures,
         "coverage": _coverage(len(scored), len(records)),

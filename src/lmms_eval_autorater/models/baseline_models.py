@@ -13,10 +13,11 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
 
+from lmms_eval_autorater.judges.args import as_int, check_known
 from lmms_eval_autorater.judges.envelope import encode_verdict
+from lmms_eval_autorater.judges.judge import AllInputsFailedError, check_inputs
 from lmms_eval_autorater.judges.types import Verdict
-from lmms_eval_autorater.models.args import as_int, check_known
-from lmms_eval_autorater.models.judge_models import doc_to_request
+from lmms_eval_autorater.tasks.common import doc_to_request
 
 
 class BaselineScorerModel(lmms):
@@ -42,20 +43,36 @@ class BaselineScorerModel(lmms):
         return list(self.scorer.score(prompts, images))
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
-        """Score each candidate once; pairwise: the higher score wins, equal scores are a tie (0)."""
+        """Score each candidate once; pairwise: the higher score wins, equal scores are a tie (0).
+
+        A doc with an image that does not decode is an input error (logged, counted, not scored)."""
         reqs = []
         for inst in requests:
             _, _, _, doc_id, task, split = inst.args
             reqs.append(doc_to_request(self.task_dict[task][split][doc_id], task, doc_id))
+        bad = check_inputs(reqs)
+        for error in bad:
+            if error is not None:
+                logger.error(f"{self.NAME}: {error}; not scored, counted in input_errors")
+        if reqs and all(e is not None for e in bad):
+            raise AllInputsFailedError(
+                f"every one of the {len(reqs)} docs is an input error; first: {bad[0]}"
+            )
         unique: dict[tuple[str, str], int] = {}
-        for r in reqs:
-            for ref in r.candidates:
-                unique.setdefault((r.request, ref), len(unique))
+        for r, error in zip(reqs, bad):
+            if error is None:
+                for ref in r.candidates:
+                    unique.setdefault((r.request, ref), len(unique))
         keys = list(unique)
         scores = self.score([p for p, _ in keys], [ref for _, ref in keys])
-        logger.info(f"{self.NAME}: scored {len(keys)} images for {len(reqs)} docs")
+        logger.info(
+            f"{self.NAME}: scored {len(keys)} images for {len(reqs)} docs ({sum(e is not None for e in bad)} input errors)"
+        )
         out = []
-        for r in reqs:
+        for r, error in zip(reqs, bad):
+            if error is not None:
+                out.append(encode_verdict(Verdict(status="input_error", error=error), r.paradigm))
+                continue
             s = [float(scores[unique[(r.request, ref)]]) for ref in r.candidates]
             meta = {"model": self.NAME, "scores": s}
             if r.paradigm == "pointwise":

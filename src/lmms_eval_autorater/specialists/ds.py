@@ -1,6 +1,6 @@
 """DS: DreamSim perceptual similarity of the edit to its source, reported as 1 - DreamSim distance.
 
-Uses the ``dreamsim`` package (pip extra ``dreamsim``). DreamSim's distance is 1 - cosine similarity
+Uses the ``dreamsim`` package (pip extra ``specialists``). DreamSim's distance is 1 - cosine similarity
 of its embeddings, so the similarity the judge sees is that cosine: 1 = perceptually identical,
 -1..1 in theory. The package downloads its weights (a zip from its GitHub release) into
 ``cache_dir`` on first use; with ``local_files_only`` the weights must already be there.

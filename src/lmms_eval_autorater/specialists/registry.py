@@ -103,7 +103,7 @@ SPECS: dict[str, SpecialistSpec] = {
                 "instruction asks to change"
             ),
             default_model="ensemble",
-            extra="dreamsim",
+            extra="specialists",
             class_path="lmms_eval_autorater.specialists.ds:DreamSim",
             uses_source=True,
         ),

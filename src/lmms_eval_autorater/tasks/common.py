@@ -56,14 +56,29 @@ def require(row: dict, field: str, *, where: str):
     return row[field]
 
 
-def hub_snapshot(repo_id: str, *, allow_patterns: Sequence[str], repo_type: str = "dataset") -> Path:
-    """Download (or reuse from the HF cache) the needed files of a hub repo; honours HF_HUB_OFFLINE."""
-    from huggingface_hub import snapshot_download
+def hub_snapshot(
+    repo_id: str, *, allow_patterns: Sequence[str], layout: str, repo_type: str = "dataset"
+) -> Path:
+    """Download (or reuse from the HF cache) the needed files of a hub repo; honours HF_HUB_OFFLINE.
 
+    Any failure (network, offline mode without a cached snapshot, 401/404, ...) becomes one
+    ``DataError`` naming the repo, the reason, ``$AUTORATER_DATA_DIR`` and the task's local ``layout``.
+    """
     logger.info(
         f"lmms-eval-autorater: fetching {repo_id} ({', '.join(allow_patterns)}) from the Hugging Face hub"
     )
-    return Path(snapshot_download(repo_id=repo_id, repo_type=repo_type, allow_patterns=list(allow_patterns)))
+    try:
+        from huggingface_hub import snapshot_download
+
+        path = snapshot_download(repo_id=repo_id, repo_type=repo_type, allow_patterns=list(allow_patterns))
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = type(exc).__name__ + (f": {lines[0][:300]}" if lines else "")
+        raise DataError(
+            f"cannot download {repo_id} from the Hugging Face hub ({reason}): "
+            f"set {DATA_ENV} to a local copy laid out as below\n{layout}"
+        ) from exc
+    return Path(path)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,40 +101,76 @@ def doc_to_text(doc: dict) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
+# doc -> the judge's request (the mapping lives with the schema it reads)
+
+NOT_OUR_DOC = (
+    "task {task!r} doc {doc_id} has no field {field!r}: AutoRater judges run on the AutoRater tasks "
+    "(psr, imagereward_pair, imagereward_point, aigiqa), whose docs carry the structured fields"
+)
+
+
+def doc_to_request(doc: dict, task: str, doc_id: int | str):
+    """The judge's structured ``JudgeRequest`` for a doc; a doc missing a field gives an error naming it."""
+    from lmms_eval_autorater.judges.types import JudgeRequest
+
+    for name in ("task_kind", "paradigm", "request", "image_1"):
+        if name not in doc or doc[name] is None:
+            raise DataError(NOT_OUR_DOC.format(task=task, doc_id=doc_id, field=name))
+    if doc["paradigm"] == "pairwise" and not doc.get("image_2"):
+        raise DataError(NOT_OUR_DOC.format(task=task, doc_id=doc_id, field="image_2"))
+    candidates = (doc["image_1"],) if doc["paradigm"] == "pointwise" else (doc["image_1"], doc["image_2"])
+    return JudgeRequest(
+        doc_key=f"{task}/{doc.get('doc_id', doc_id)}",
+        task_kind=doc["task_kind"],
+        paradigm=doc["paradigm"],
+        request=doc["request"],
+        candidates=candidates,
+        source=doc.get("source_image") or None,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # results
 
 
+def make_record(doc: dict, paradigm: str, status: str, value, meta: dict | None = None) -> dict:
+    """One doc's outcome for the metrics: truth, prediction (None unless ok), status, group, usage."""
+    meta = meta or {}
+    ok = status == "ok" and value is not None
+    rec = {
+        "doc_id": doc["doc_id"],
+        "group": doc["group"],
+        "status": status if status != "ok" or ok else "parse_failure",
+        "usage": meta.get("usage"),
+        "cached": bool(meta.get("cached")),
+    }
+    if paradigm == "pairwise":
+        rec.update(label=int(doc["label"]), pred=value if ok else None, flipped=meta.get("swap_flipped"))
+    else:
+        rec.update(target=float(doc["target"]), pred=float(value) if ok else None)
+    return rec
+
+
+def verdict_record(doc: dict, verdict, paradigm: str) -> dict:
+    """The record of a ``Verdict`` directly (grid, commands): the same fields ``process_results`` makes."""
+    value = verdict.preferred if paradigm == "pairwise" else verdict.score
+    return make_record(doc, paradigm, verdict.status, value, verdict.meta)
+
+
 def pairwise_record(doc: dict, results: Sequence[str]) -> dict:
-    """One doc's outcome for the pairwise metrics: label, prediction or failure, group, swap info."""
+    """One doc's outcome for the pairwise metrics, from the model's output string."""
     from lmms_eval_autorater.judges.envelope import decode_output
 
     out = decode_output(results[0] if results else "", "pairwise")
-    return {
-        "doc_id": doc["doc_id"],
-        "group": doc["group"],
-        "label": int(doc["label"]),
-        "pred": out.value if out.status == "ok" else None,
-        "status": out.status,
-        "flipped": out.meta.get("swap_flipped"),
-        "usage": out.meta.get("usage"),
-        "cached": bool(out.meta.get("cached")),
-    }
+    return make_record(doc, "pairwise", out.status, out.value, out.meta)
 
 
 def pointwise_record(doc: dict, results: Sequence[str]) -> dict:
-    """One doc's outcome for the pointwise metrics: target, prediction or failure, group."""
+    """One doc's outcome for the pointwise metrics, from the model's output string."""
     from lmms_eval_autorater.judges.envelope import decode_output
 
     out = decode_output(results[0] if results else "", "pointwise")
-    return {
-        "doc_id": doc["doc_id"],
-        "group": doc["group"],
-        "target": float(doc["target"]),
-        "pred": float(out.value) if out.status == "ok" else None,
-        "status": out.status,
-        "usage": out.meta.get("usage"),
-        "cached": bool(out.meta.get("cached")),
-    }
+    return make_record(doc, "pointwise", out.status, out.value, out.meta)
 
 
 PAIRWISE_METRICS = (
@@ -127,6 +178,7 @@ PAIRWISE_METRICS = (
     "accuracy_ci_low",
     "accuracy_ci_high",
     "n_scored",
+    "input_errors",
     "parse_failures",
     "api_failures",
     "predicted_ties",
@@ -142,6 +194,7 @@ POINTWISE_METRICS = (
     "spearman",
     "kendall",
     "n_scored",
+    "input_errors",
     "parse_failures",
     "api_failures",
     "cost_usd",
@@ -185,10 +238,19 @@ def _pointwise_summary(frozen: tuple) -> dict:
     return summarize_pointwise(records)
 
 
-def _usage_sum(records: list[dict], key: str) -> float:
+def _usage_sum(records: list[dict], key: str) -> float | None:
     """What this run spent: one usage field (USD, prompt or completion tokens) summed over docs answered
-    by the backend in this run; answers read from the cache cost nothing (their own usage stays in the samples)."""
-    return float(sum((r.get("usage") or {}).get(key, 0.0) or 0.0 for r in records if not r.get("cached")))
+    by the backend in this run; answers read from the cache cost nothing (their own usage stays in the samples).
+    A cost that is not known is not zero: if any answer of this run has an unknown price, the sum is None."""
+    total = 0.0
+    for r in records:
+        usage = r.get("usage")
+        if r.get("cached") or not usage:
+            continue
+        if key == "cost_usd" and usage.get(key, 0.0) is None:
+            return None
+        total += float(usage.get(key) or 0.0)
+    return total
 
 
 def _flip_rate(records: list[dict]) -> float:
@@ -196,10 +258,10 @@ def _flip_rate(records: list[dict]) -> float:
     return float(sum(flags) / len(flags)) if flags else float("nan")
 
 
-def pairwise_aggregation(name: str) -> Callable[[list[dict]], float]:
+def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     """The aggregation function of metric ``name`` for pairwise tasks (summaries are computed once)."""
 
-    def aggregate(records: list[dict]) -> float:
+    def aggregate(records: list[dict]) -> float | None:
         if name in USAGE_METRICS:
             return _usage_sum(records, name)
         if name == "flip_rate":
@@ -211,10 +273,10 @@ def pairwise_aggregation(name: str) -> Callable[[list[dict]], float]:
     return aggregate
 
 
-def pointwise_aggregation(name: str) -> Callable[[list[dict]], float]:
+def pointwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     """The aggregation function of metric ``name`` for pointwise tasks."""
 
-    def aggregate(records: list[dict]) -> float:
+    def aggregate(records: list[dict]) -> float | None:
         if name in USAGE_METRICS:
             return _usage_sum(records, name)
         summary = _pointwise_summary(_freeze(records, ("target", "pred", "status", "group")))

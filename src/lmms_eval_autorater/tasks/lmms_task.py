@@ -1,19 +1,19 @@
 """The lmms-eval task class of every AutoRater task (imported only when lmms-eval builds a task).
 
-lmms-eval would call ``datasets.load_dataset(dataset_path)``; our docs come instead from a
-builder function named in the YAML's ``metadata.builder`` (``module:function``), which reads
-``$AUTORATER_DATA_DIR`` or the hub. Docs hold image references, not decoded images.
+lmms-eval would call ``datasets.load_dataset(dataset_path)``; our docs come instead from the
+task's builder in ``catalog.TASKS`` (by task name), which reads ``$AUTORATER_DATA_DIR`` or the
+hub. Docs hold image references, not decoded images.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from functools import lru_cache
 
 import datasets
 from lmms_eval.api.task import ConfigurableTask
 
+from lmms_eval_autorater.tasks.catalog import build_docs
 from lmms_eval_autorater.tasks.common import DATA_ENV, DOC_FIELDS
 
 FEATURES = datasets.Features(
@@ -25,22 +25,20 @@ FEATURES = datasets.Features(
 
 
 @lru_cache(maxsize=8)
-def _docs(builder: str, data_dir: str) -> tuple[dict, ...]:
-    """Docs of one builder, built once per process and data folder (a group builds tasks once each)."""
-    module, func = builder.split(":")
-    return tuple(getattr(importlib.import_module(module), func)())
+def _docs(task: str, data_dir: str) -> tuple[dict, ...]:
+    """Docs of one task, built once per process and data folder (a group builds tasks once each)."""
+    return tuple(build_docs(task))
 
 
 class AutoraterTask(ConfigurableTask):
-    """A ConfigurableTask whose docs come from ``metadata.builder`` instead of ``datasets.load_dataset``."""
+    """A ConfigurableTask whose docs come from the catalog's builder instead of ``datasets.load_dataset``."""
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = {k: v for k, v in (config or {}).items() if k != "class"}
         super().__init__(config=config, **kwargs)
 
     def download(self, dataset_kwargs=None) -> None:
-        builder = self.config.metadata["builder"]
-        docs = list(_docs(builder, os.environ.get(DATA_ENV, "")))
+        docs = list(_docs(self.config.task, os.environ.get(DATA_ENV, "")))
         ds = datasets.Dataset.from_list(docs, features=FEATURES)
         self.dataset = datasets.DatasetDict({self.config.test_split: ds})
         # Docs carry no decoded images (only references), so process_results may see every field.

@@ -187,6 +187,21 @@ class InternVLBackend:
             h.update(_file_identity(f))
         return "sha256:" + h.hexdigest()[:16]
 
+    def gen_params(self) -> dict[str, Any]:
+        """Every setting that changes this judge's answers (part of the response-cache key): numerics
+        (dtype, device type, attention implementation), image tiling and generation settings."""
+        return {
+            "greedy": True,
+            "max_new_tokens": self.max_new_tokens,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "device_type": self.device.split(":")[0],
+            "attn_implementation": self.attn_implementation,
+            "crop_to_patches": self.crop_to_patches,
+            "min_patches": self.min_patches,
+            "max_patches": self.max_patches,
+            "trust_remote_code": self.trust_remote_code,
+        }
+
     # -- lifecycle -------------------------------------------------------------------------------------
 
     def load(self) -> None:

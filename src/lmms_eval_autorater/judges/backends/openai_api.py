@@ -4,14 +4,20 @@ OpenAI endpoint, vLLM, SGLang, ...), through the official ``openai`` client.
 The SDK's own retries are switched off (``max_retries=0``): ``CallRunner`` does retries, with
 jitter and ``Retry-After``, and counts them. Errors come back as ``BackendError``: retryable for
 429, 408/409, 5xx, timeouts, connection errors and unreadable bodies; non-retryable, with a clear
-message, for other 4xx. The API key is read from an environment variable and never appears in
+message, for other 4xx. Every error the ``openai`` client raises for a transport or server problem
+becomes a ``BackendError``, so anything else that escapes is a bug and propagates. The API key is
+read from an environment variable (``api_key_env``; with None: ``$OPENAI_API_KEY`` if set, as the
+``openai`` client does, else a placeholder for local servers that need none) and never appears in
 messages, reprs, results or the cache (messages are scrubbed of it defensively).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
+import json
 import logging
+import math
 import os
 from typing import Any
 
@@ -33,6 +39,9 @@ RETRYABLE_STATUSES = frozenset({408, 409, 429})
 
 #: placeholder key for local servers that need none (vLLM's convention)
 NO_KEY = "EMPTY"
+
+#: the variable the ``openai`` client reads by default; used when ``api_key_env=None`` if set
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
 class MissingAPIKeyError(RuntimeError):
@@ -88,6 +97,10 @@ class OpenAIChatBackend:
     OpenAI endpoint and vLLM) or ``"max_completion_tokens"`` (required by o-series / gpt-5 models).
     ``send_seed=False`` leaves ``seed`` out for providers that reject it; ``temperature=None`` leaves
     the temperature out (reasoning models accept only the default).
+
+    ``api_key_env`` names the environment variable holding the key (unset or empty: an error).
+    ``api_key_env=None`` (local vLLM/SGLang servers) sends ``$OPENAI_API_KEY`` when it is set and
+    non-empty, as the ``openai`` client itself does, else the placeholder ``"EMPTY"``.
     """
 
     def __init__(
@@ -128,20 +141,22 @@ class OpenAIChatBackend:
         self.token_param = token_param
         self.send_seed = send_seed and seed is not None
         self.image_detail = image_detail
-        self._api_key = self._read_key(api_key_env)
+        self._api_key, self._key_source = self._read_key(api_key_env)
         self._client = openai.OpenAI(base_url=base_url, api_key=self._api_key, max_retries=0, timeout=timeout)
 
     @staticmethod
-    def _read_key(api_key_env: str | None) -> str:
+    def _read_key(api_key_env: str | None) -> tuple[str, str | None]:
+        """(key, the variable it came from); (placeholder, None) for a keyless local server."""
         if api_key_env is None:
-            return NO_KEY
+            key = os.environ.get(DEFAULT_KEY_ENV, "").strip()
+            return (key, DEFAULT_KEY_ENV) if key else (NO_KEY, None)
         key = os.environ.get(api_key_env, "").strip()
         if not key:
             raise MissingAPIKeyError(
                 f"environment variable ${api_key_env} is not set or empty: export the API key there, "
                 "or pass api_key_env=None for a local server that needs no key"
             )
-        return key
+        return key, api_key_env
 
     def __repr__(self) -> str:
         return (
@@ -197,48 +212,72 @@ class OpenAIChatBackend:
         """
         import openai
 
+        kwargs = self.request_kwargs(prompt)  # outside the try: an error here is a bug, not the API's
         try:
-            response = self._client.chat.completions.create(**self.request_kwargs(prompt))
+            response = self._client.chat.completions.create(**kwargs)
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
             raise self._error(f"request timed out after {self.timeout:g}s", None, True) from None
         except openai.APIConnectionError as exc:
-            raise self._error(f"connection error: {exc.__cause__ or exc}", None, True) from None
-        except openai.APIError as exc:  # e.g. a 200 whose body is not a chat completion
+            raise self._connection_error(exc.__cause__ or exc) from None
+        except openai.APIError as exc:  # e.g. a body that fails response validation
             raise self._error(f"unreadable response: {exc}", None, True) from None
-        except ValueError as exc:  # JSON decoding of a malformed body
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:  # a 200 whose body is not JSON text
             raise self._error(f"unreadable response: {type(exc).__name__}: {exc}", None, True) from None
+        except _transport_errors() as exc:  # httpx errors or socket errors that got past the client
+            raise self._connection_error(exc) from None
         return self._completion(response)
 
+    def _connection_error(self, cause: BaseException) -> BackendError:
+        if type(cause).__name__ in ("UnsupportedProtocol", "InvalidURL"):  # never transient
+            return self._error(
+                f"base_url {self.base_url!r} is not a usable http(s) URL ({type(cause).__name__}: {cause})",
+                None,
+                False,
+            )
+        return self._error(f"connection error: {type(cause).__name__}: {cause}", None, True)
+
     def _completion(self, response: Any) -> Completion:
-        if not isinstance(getattr(response, "choices", None), list):
-            raise self._error(f"unreadable response: no choices in {str(response)[:200]!r}", None, True)
-        if not response.choices:
-            return Completion(text="", model=getattr(response, "model", "") or "", finish_reason=None)
-        choice = response.choices[0]
+        """A ``Completion`` from the client's (unvalidated) response object; a body that is not a
+        chat completion is an unreadable response (retryable), never an exception of ours."""
+
+        def unreadable(what: str) -> BackendError:
+            return self._error(f"unreadable response: {what} in {str(response)[:200]!r}", None, True)
+
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list):
+            raise unreadable("no choices")
+        model = _str_or_none(getattr(response, "model", None)) or ""
+        if not choices:
+            return Completion(text="", model=model, finish_reason=None)
+        choice = choices[0]
         message = getattr(choice, "message", None)
-        text = getattr(message, "content", None) or ""
+        if message is None or isinstance(message, (str, bytes, int, float, list, dict)):
+            raise unreadable("no message object")
+        text = getattr(message, "content", None)
+        if text is not None and not isinstance(text, str):
+            raise unreadable("non-text content")
+        text = text or ""
         usage: dict = {}
-        if getattr(response, "usage", None) is not None:
+        raw_usage = getattr(response, "usage", None)
+        if raw_usage is not None:
             usage = {
-                "prompt_tokens": int(response.usage.prompt_tokens or 0),
-                "completion_tokens": int(response.usage.completion_tokens or 0),
+                "prompt_tokens": _count(getattr(raw_usage, "prompt_tokens", None)),
+                "completion_tokens": _count(getattr(raw_usage, "completion_tokens", None)),
             }
+        finish_reason = _str_or_none(getattr(choice, "finish_reason", None))
         if not text:
             refusal = getattr(message, "refusal", None)
             log.info(
-                "empty answer from %s (finish_reason=%s, refusal=%r)",
-                self.model,
-                choice.finish_reason,
-                refusal,
+                "empty answer from %s (finish_reason=%s, refusal=%r)", self.model, finish_reason, refusal
             )
         return Completion(
             text=text,
-            model=response.model or "",
-            fingerprint=getattr(response, "system_fingerprint", None),
+            model=model,
+            fingerprint=_str_or_none(getattr(response, "system_fingerprint", None)),
             usage=usage,
-            finish_reason=choice.finish_reason,
+            finish_reason=finish_reason,
         )
 
     def _scrub(self, text: str) -> str:
@@ -271,12 +310,52 @@ class OpenAIChatBackend:
             what = "rate limited (429)" if status == 429 else f"server error {status}"
             hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
             return self._error(f"{what}{hint}: {detail}", status, True, retry_after)
-        env = f"${self.api_key_env}" if self.api_key_env else "(no key configured: api_key_env=None)"
+        if self._key_source is None:
+            env = "(no key configured: api_key_env=None and $OPENAI_API_KEY unset)"
+            auth = (
+                f"authentication failed (401): the server wants an API key, but none is configured "
+                f"(api_key_env=None and $OPENAI_API_KEY is unset, so the placeholder {NO_KEY!r} was sent). "
+                "Fix: export OPENAI_API_KEY=<the server's key>, or pass api_key_env=NAME naming the "
+                f"environment variable that holds the server's key: {detail}"
+            )
+        else:
+            env = f"${self._key_source}"
+            if self.api_key_env is None:
+                env += " (used because api_key_env=None)"
+            auth = f"authentication failed (401): invalid or missing API key in {env}: {detail}"
         messages = {
             400: f"bad request (400), not retried: {detail}",
-            401: f"authentication failed (401): invalid or missing API key in {env}: {detail}",
+            401: auth,
             403: f"permission denied (403): the key in {env} has no access to model {self.model!r}: {detail}",
             404: f"not found (404): model {self.model!r} or endpoint {self.base_url or 'default'}: {detail}",
             422: f"unprocessable request (422), not retried: {detail}",
         }
         return self._error(messages.get(status, f"HTTP {status}, not retried: {detail}"), status, False)
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _count(value: object) -> int:
+    """A token count from a response field; anything that is not a non-negative number counts 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return 0
+    if isinstance(value, float) and not math.isfinite(value):
+        return 0
+    return max(0, int(value))
+
+
+@functools.lru_cache(maxsize=1)
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    """Transport-level exceptions that may escape the ``openai`` client unwrapped: the httpx
+    errors of whichever httpx module(s) it uses, and the socket-level ones."""
+    errors: list[type[BaseException]] = [ConnectionError, TimeoutError]
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        if isinstance(getattr(module, "HTTPError", None), type):
+            errors.append(module.HTTPError)
+    return tuple(errors)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lmms_eval_autorater.images import IMAGE_SUFFIXES
 from lmms_eval_autorater.tasks.common import (
+    DATA_ENV,
     DataError,
     check_paths_exist,
     data_dir,
@@ -110,16 +111,27 @@ def split_docs(
     return docs
 
 
+def _modelscope_failure(reason: str) -> DataError:
+    return DataError(
+        f"cannot download {MODELSCOPE_IMAGES} from ModelScope ({reason}): "
+        f"set {DATA_ENV} to a local copy laid out as below\n{LAYOUT}"
+    )
+
+
 def _modelscope_images() -> Path:
+    """The AIGIQA images from ModelScope (the optional ``modelscope`` package, extra ``[data]``)."""
     try:
         from modelscope.hub.snapshot_download import snapshot_download
     except ImportError as exc:
-        raise DataError(
-            "the AIGIQA images come from ModelScope (lcysyzxdxc/AIGCQA-30K-Image): "
-            "pip install 'lmms-eval-autorater[data]', or download them yourself and set AUTORATER_DATA_DIR:\n"
-            + LAYOUT
+        raise _modelscope_failure(
+            "the modelscope package is not installed: pip install 'lmms-eval-autorater[data]'"
+            f" ({type(exc).__name__}: {exc})"
         ) from exc
-    return Path(snapshot_download(MODELSCOPE_IMAGES, repo_type="dataset"))
+    try:
+        return Path(snapshot_download(MODELSCOPE_IMAGES, repo_type="dataset"))
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise _modelscope_failure(type(exc).__name__ + (f": {lines[0][:300]}" if lines else "")) from exc
 
 
 def build_docs() -> list[dict]:
@@ -139,7 +151,7 @@ def build_docs() -> list[dict]:
         )
         csv_root, image_root = root, root / "images"
     else:
-        csv_root = hub_snapshot(HUB_CSV_REPO, allow_patterns=["data.csv", "info_test.csv"])
+        csv_root = hub_snapshot(HUB_CSV_REPO, allow_patterns=["data.csv", "info_test.csv"], layout=LAYOUT)
         image_root = _modelscope_images()
     docs = split_docs(
         read_mos_table(csv_root / "data.csv"),

@@ -65,7 +65,9 @@ def dataset_root() -> Path:
         root = base / "ImageRewardDB"
         check_paths_exist({"metadata": root / f"metadata-{SPLIT}.parquet"}, LAYOUT)
         return root
-    return hub_snapshot(HUB_REPO, allow_patterns=[f"metadata-{SPLIT}.parquet", f"images/{SPLIT}/*"])
+    return hub_snapshot(
+        HUB_REPO, allow_patterns=[f"metadata-{SPLIT}.parquet", f"images/{SPLIT}/*"], layout=LAYOUT
+    )
 
 
 def read_metadata(root: Path) -> list[dict]:

@@ -155,7 +155,8 @@ def build_docs() -> list[dict]:
         )
         raise DataError(f"{where}. {NOT_PUBLIC}")
     root = base / "psr"
-    docs, stats = build_docs_from_records(read_annotations(root / "annotations.jsonl"), root)
+    path = root / "annotations.jsonl"
+    docs, stats = build_docs_from_records(read_annotations(path), root, source_name=str(path))
     LAST_STATS = stats
     log_construction("psr", stats.summary())
     return docs

@@ -1,8 +1,11 @@
-"""Model-argument parsing shared by the wrappers: typed values and errors that name the argument."""
+"""Judge-argument parsing shared by every entry point: typed values and errors that name the argument."""
 
 from __future__ import annotations
 
-SPECIALIST_CODES = ("GD", "AE", "PA", "QS", "DF", "DS")
+from lmms_eval_autorater.specialists.registry import SPECS
+
+#: the specialist codes, in the order the judge reads them (the registry is the one list)
+SPECIALIST_CODES: tuple[str, ...] = tuple(SPECS)
 
 
 class ModelArgError(ValueError):
@@ -62,6 +65,25 @@ def parse_tools(value) -> str | list[str]:
     if len(set(codes)) != len(codes):
         raise ModelArgError(f"model argument tools={text!r}: a code is repeated")
     return [c for c in SPECIALIST_CODES if c in codes]
+
+
+def as_opt_float(name: str, value) -> float | None:
+    """Parse an optional float argument (None or '' stay None)."""
+    return None if value in (None, "") else as_float(name, value)
+
+
+def parse_model_args(text: str | None) -> dict[str, str]:
+    """``key=value,key=value`` (lmms-eval's ``--model_args`` syntax) -> a dict of strings."""
+    out: dict[str, str] = {}
+    for item in (text or "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ModelArgError(f"--model_args item {item!r}: expected key=value (items joined by commas)")
+        out[key.strip()] = value.strip()
+    return out
 
 
 def check_known(model: str, kwargs: dict, allowed: set[str]) -> None:

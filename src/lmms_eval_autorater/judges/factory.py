@@ -1,0 +1,335 @@
+"""The one place a judge is assembled: validated arguments -> backend, caches, specialist pool, ``Judge``.
+
+Every entry point gets its judge here: the lmms-eval models (``autorater_*``), ``grid``, and the
+commands and Python API that judge without lmms-eval around them. Arguments are the same
+``key=value`` pairs as lmms-eval's ``--model_args`` (strings or typed values); an unknown key or a
+bad value raises ``ModelArgError`` naming it, before anything is loaded or paid for.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from loguru import logger
+
+from lmms_eval_autorater.judges.args import (
+    SPECIALIST_CODES,
+    ModelArgError,
+    as_bool,
+    as_float,
+    as_int,
+    as_opt_float,
+    check_known,
+    parse_tools,
+)
+
+
+@dataclass(frozen=True)
+class JudgePreset:
+    """What a judge name means: backend kind and the defaults a user need not type."""
+
+    kind: Literal["api", "local"]
+    model: str | None = None
+    base_url: str | None = None
+    #: environment variable holding the API key; None: $OPENAI_API_KEY when set, else no key (local servers)
+    key_env: str | None = None
+    provider: str = "openai"
+    send_seed: bool = True
+    required: tuple[str, ...] = ()
+    example: str = ""
+
+
+#: judge name -> preset; the names are the lmms-eval model ids (see ``registry.MODELS``)
+PRESETS: dict[str, JudgePreset] = {
+    "autorater_gpt4o": JudgePreset("api", model="gpt-4o-2024-08-06", key_env="OPENAI_API_KEY"),
+    "autorater_gemini": JudgePreset(
+        "api",
+        model="gemini-2.5-pro",
+        base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
+        key_env="GEMINI_API_KEY",
+        provider="gemini",
+        send_seed=False,  # the endpoint documents no seed
+    ),
+    "autorater_openai": JudgePreset(
+        "api",
+        provider="openai-compatible",
+        required=("base_url", "model"),
+        example="base_url=http://127.0.0.1:8000/v1,model=OpenGVLab/InternVL3-8B",
+    ),
+    "autorater_internvl": JudgePreset("local", model="OpenGVLab/InternVL3-8B-hf"),
+}
+
+#: accepted by every judge (lmms-eval itself passes batch_size, max_batch_size and device)
+COMMON_ARGS = frozenset(
+    {
+        "tools",
+        "swap",
+        "cache",
+        "cache_dir",
+        "specialist_device",
+        "specialist_batch_size",
+        "batch_size",
+        "max_batch_size",
+        "device",
+    }
+    | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
+)
+API_ARGS = frozenset(
+    {
+        "model",
+        "base_url",
+        "api_key_env",
+        "concurrency",
+        "max_retries",
+        "retry_budget",
+        "final_round",
+        "timeout",
+        "max_tokens",
+        "seed",
+        "temperature",
+        "json_schema",
+        "price_in",
+        "price_out",
+        "token_param",
+        "send_seed",
+        "image_detail",
+        "backoff_base",
+    }
+)
+LOCAL_ARGS = frozenset(
+    {
+        "pretrained",
+        "max_new_tokens",
+        "dtype",
+        "max_patches",
+        "attn_implementation",
+        "revision",
+        "local_files_only",
+    }
+)
+
+
+@dataclass
+class JudgeConfig:
+    """Validated judge arguments; ``backend`` holds the backend's own keyword arguments."""
+
+    name: str
+    kind: Literal["api", "local"]
+    tools: str | list[str] = field(default_factory=list)
+    swap: bool = False
+    cache: bool = True
+    cache_dir: str | None = None
+    specialist_models: dict[str, str] = field(default_factory=dict)
+    specialist_device: str | None = None
+    specialist_batch_size: int = 8
+    backend: dict[str, Any] = field(default_factory=dict)
+    runner: dict[str, Any] = field(default_factory=dict)
+    #: the arguments as given (for result metadata)
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def cache_file(self, name: str) -> str:
+        """A cache file under ``cache_dir`` (default ``$AUTORATER_CACHE_DIR`` or ~/.cache/lmms_eval_autorater)."""
+        from lmms_eval_autorater.kvstore import default_cache_dir
+
+        return os.path.join(str(self.cache_dir or default_cache_dir()), name)
+
+
+def judge_names() -> list[str]:
+    """The judge names the factory knows, sorted."""
+    return sorted(PRESETS)
+
+
+def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfig:
+    """Validate ``args`` for judge ``name``; errors name the argument and what is accepted."""
+    if name not in PRESETS:
+        raise ModelArgError(f"unknown judge {name!r}; known: {', '.join(judge_names())}")
+    preset = PRESETS[name]
+    kw = {k: v for k, v in dict(args or {}).items()}
+    allowed = COMMON_ARGS | (API_ARGS if preset.kind == "api" else LOCAL_ARGS)
+    check_known(name, kw, set(allowed))
+    for req in preset.required:
+        if kw.get(req) in (None, ""):
+            raise ModelArgError(f"{name}: model argument {req!r} is required, e.g. {preset.example}")
+    cfg = JudgeConfig(
+        name=name,
+        kind=preset.kind,
+        tools=parse_tools(kw.get("tools", "none")),
+        swap=as_bool("swap", kw.get("swap", False)),
+        cache=as_bool("cache", kw.get("cache", True)),
+        cache_dir=kw.get("cache_dir") or None,
+        specialist_models={
+            c: str(kw[f"{c.lower()}_model"])
+            for c in SPECIALIST_CODES
+            if kw.get(f"{c.lower()}_model") not in (None, "")
+        },
+        specialist_device=kw.get("specialist_device") or None,
+        specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
+        args=kw,
+    )
+    if preset.kind == "api":
+        _api_config(cfg, preset, kw)
+    else:
+        _local_config(cfg, preset, kw)
+    return cfg
+
+
+def _api_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
+    key_env = kw.get("api_key_env", preset.key_env)
+    max_retries = kw.get("max_retries")
+    cfg.backend = {
+        "model": kw.get("model") or preset.model,
+        "base_url": kw.get("base_url") or preset.base_url,
+        "api_key_env": None if key_env is None or str(key_env).lower() in ("none", "") else str(key_env),
+        "timeout": as_float("timeout", kw.get("timeout", 120.0)),
+        "max_tokens": as_int("max_tokens", kw.get("max_tokens", 2048), 1),
+        "seed": as_int("seed", kw.get("seed", 1234)),
+        "temperature": as_float("temperature", kw.get("temperature", 0.0)),
+        "use_json_schema": as_bool("json_schema", kw.get("json_schema", True)),
+        "price_per_mtok_in": as_opt_float("price_in", kw.get("price_in")),
+        "price_per_mtok_out": as_opt_float("price_out", kw.get("price_out")),
+        "provider": preset.provider,
+        "token_param": str(kw.get("token_param", "max_tokens")),
+        "send_seed": as_bool("send_seed", kw.get("send_seed", preset.send_seed)),
+        "image_detail": kw.get("image_detail") or None,
+    }
+    if cfg.backend["token_param"] not in ("max_tokens", "max_completion_tokens"):
+        raise ModelArgError(
+            f"model argument token_param={cfg.backend['token_param']!r}: expected max_tokens or max_completion_tokens"
+        )
+    cfg.runner = {
+        "concurrency": as_int("concurrency", kw.get("concurrency", 16), 1),
+        "max_retries": None if max_retries in (None, "", "none") else as_int("max_retries", max_retries, 0),
+        "retry_budget": as_float("retry_budget", kw.get("retry_budget", 600.0)),
+        "final_round": as_bool("final_round", kw.get("final_round", True)),
+        "backoff_base": as_float("backoff_base", kw.get("backoff_base", 1.0)),
+    }
+    if cfg.runner["retry_budget"] <= 0:
+        raise ModelArgError(f"model argument retry_budget={kw.get('retry_budget')!r}: must be > 0 seconds")
+
+
+def _local_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
+    lfo = kw.get("local_files_only")
+    cfg.backend = {
+        "pretrained": str(kw.get("pretrained") or preset.model),
+        "device": kw.get("device") if kw.get("device") not in ("", None) else None,
+        "dtype": kw.get("dtype", "auto"),
+        "max_new_tokens": as_int("max_new_tokens", kw.get("max_new_tokens", 1024), 1),
+        "batch_size": as_int("batch_size", kw.get("batch_size", 4) or 4, 1),
+        "local_files_only": None if lfo is None else as_bool("local_files_only", lfo),
+        "attn_implementation": kw.get("attn_implementation") or None,
+        "max_patches": None if kw.get("max_patches") is None else as_int("max_patches", kw["max_patches"], 1),
+        "revision": kw.get("revision") or None,
+    }
+
+
+_warned_prices: set[str] = set()
+
+
+def build_backend(cfg: JudgeConfig) -> Any:
+    """The backend of ``cfg`` (an API client or a lazily loaded local model); raises on a missing key."""
+    if cfg.kind == "api":
+        from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
+
+        backend = OpenAIChatBackend(**cfg.backend)
+        if backend.cost_usd({"prompt_tokens": 1, "completion_tokens": 1}) is None and (
+            backend.model not in _warned_prices
+        ):
+            _warned_prices.add(backend.model)
+            logger.warning(
+                f"autorater: no price known for model {backend.model!r}: cost_usd is reported as unknown "
+                "(null); pass price_in= and price_out= (USD per million tokens) to count it"
+            )
+        return backend
+    from lmms_eval_autorater.judges.backends.internvl import InternVLBackend
+
+    return InternVLBackend(**cfg.backend)
+
+
+def build_completer(cfg: JudgeConfig, backend: Any, *, progress: bool = True) -> Any:
+    """The cached ``complete_all`` over ``backend``: concurrent with retries (API) or batched (local)."""
+    cache = None
+    if cfg.cache:
+        from lmms_eval_autorater.judges.cache import ResponseCache
+
+        cache = ResponseCache(cfg.cache_file("responses.sqlite"))
+    if cfg.kind == "api":
+        from lmms_eval_autorater.judges.pipeline import ApiCompleter
+
+        return ApiCompleter(backend, cache=cache, progress=progress, **cfg.runner)
+    from lmms_eval_autorater.judges.pipeline import LocalCompleter
+
+    return LocalCompleter(backend, cache=cache, progress=progress)
+
+
+def build_pool(cfg: JudgeConfig) -> Any:
+    """The specialist pool (each specialist loads lazily, one at a time) with its content cache.
+
+    Specialist outputs are cached whatever ``cache=`` says (that argument is about judge answers).
+    """
+    from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
+
+    kwargs_by_code: dict[str, dict] = {c: {"model": m} for c, m in cfg.specialist_models.items()}
+    for code in SPECIALIST_CODES:
+        kwargs_by_code.setdefault(code, {})["batch_size"] = cfg.specialist_batch_size
+    cache = AssessmentCache(cfg.cache_file("assessments.sqlite"))
+    return SpecialistPool(kwargs_by_code, device=cfg.specialist_device, cache=cache)
+
+
+def build_judge(
+    name_or_config: str | JudgeConfig,
+    args: Mapping[str, Any] | None = None,
+    *,
+    progress: bool = True,
+    pool: Any = None,
+):
+    """A ready ``Judge`` for a judge name and its arguments (or a validated ``JudgeConfig``).
+
+    The specialist pool is created when the judge first needs a specialist (``tools=`` or a later
+    ``judge.with_tools``); pass ``pool=`` to share one. ``judge.completer`` and ``judge.backend`` expose
+    the pieces for statistics.
+    """
+    from lmms_eval_autorater.judges.judge import Judge
+    from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
+    from lmms_eval_autorater.judges.prompts import tool_menu
+    from lmms_eval_autorater.specialists.registry import applicable
+    from lmms_eval_autorater.specialists.render import render_assessments
+
+    cfg = name_or_config if isinstance(name_or_config, JudgeConfig) else judge_config(name_or_config, args)
+    backend = build_backend(cfg)
+    completer = build_completer(cfg, backend, progress=progress)
+    shared: dict[str, Any] = {"pool": pool}
+
+    def make_assessor() -> SpecialistAssessor:
+        if shared["pool"] is None:
+            shared["pool"] = build_pool(cfg)
+        return SpecialistAssessor(shared["pool"])
+
+    judge = Judge(
+        completer,
+        tools=cfg.tools,
+        swap=cfg.swap,
+        make_assess=make_assessor,
+        render=render_assessments,
+        applicable=applicable,
+        tool_menu=tool_menu,
+    )
+    judge.config = cfg
+    judge.backend = backend
+    return judge
+
+
+__all__ = [
+    "PRESETS",
+    "JudgeConfig",
+    "JudgePreset",
+    "ModelArgError",
+    "build_backend",
+    "build_completer",
+    "build_judge",
+    "build_pool",
+    "judge_config",
+    "judge_names",
+]

@@ -1,0 +1,116 @@
+# ---- guard: which copy of the package is tested ---------------------------------------------
+# CI sets AUTORATER_EXPECT_INSTALLED=1 after installing the built wheel (not editable): the suite
+# must then import that installed copy, never the checkout's src/, or a file missing from the
+# wheel would go unnoticed. The pytest header names the copy under test in every run.
+import os
+from pathlib import Path
+
+import pytest
+
+
+def _tested_copy() -> Path:
+    import lmms_eval_autorater
+
+    return Path(lmms_eval_autorater.__file__).resolve().parent
+
+
+def _is_installed(folder: Path) -> bool:
+    return "site-packages" in folder.parts or "dist-packages" in folder.parts
+
+
+def pytest_configure(config):
+    if os.environ.get("AUTORATER_EXPECT_INSTALLED") != "1":
+        return
+    folder = _tested_copy()
+    if not _is_installed(folder):
+        pytest.exit(
+            f"AUTORATER_EXPECT_INSTALLED=1 but lmms_eval_autorater is imported from {folder}, "
+            "not from a site-packages folder: the tests would run against the checkout instead of "
+            "the installed wheel (an editable install, or the source folder first on sys.path). "
+            "Install the wheel non-editable (pip install 'dist/<wheel>[all]') or unset the variable.",
+            returncode=pytest.ExitCode.USAGE_ERROR,
+        )
+
+
+def pytest_report_header(config):
+    folder = _tested_copy()
+    kind = "installed copy" if _is_installed(folder) else "source checkout (not installed)"
+    expect = os.environ.get("AUTORATER_EXPECT_INSTALLED") == "1"
+    return f"lmms_eval_autorater under test: {folder} ({kind}; AUTORATER_EXPECT_INSTALLED={int(expect)})"
+
+
+# ---- end of guard ----------------------------------------------------------------------------
+
+
+# ---- shared fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """The four small datasets under one AUTORATER_DATA_DIR, and their docs as the builders make them."""
+    from tests.datafactory import standard_data
+
+    root = standard_data(tmp_path_factory.mktemp("data"))
+    old = os.environ.get("AUTORATER_DATA_DIR")
+    os.environ["AUTORATER_DATA_DIR"] = str(root)
+    try:
+        from lmms_eval_autorater.tasks.catalog import TASKS, build_docs
+
+        docs = {task: build_docs(task) for task in TASKS}
+    finally:
+        if old is None:
+            del os.environ["AUTORATER_DATA_DIR"]
+        else:
+            os.environ["AUTORATER_DATA_DIR"] = old
+    return root, docs
+
+
+# ---- tiny random-weight models shared across test modules ----
+# Built by the plain functions in tests/tinymodels.py (imported inside each fixture, so that importing this
+# conftest stays light); used by test_specialists*.py and test_baselines_cli.py.
+
+
+@pytest.fixture(scope="module")
+def tiny_gd(tmp_path_factory) -> str:
+    """A tiny random GroundingDINO model and processor saved to a folder; its path."""
+    from tests.tinymodels import build_tiny_gd
+
+    return build_tiny_gd(tmp_path_factory.mktemp("tiny_gd"))
+
+
+@pytest.fixture(scope="module")
+def tiny_pa(tmp_path_factory):
+    """A tiny random UperNet + Swin model and the folder holding it as ``hf/``: ``(model, folder)``."""
+    from tests.tinymodels import build_tiny_pa
+
+    return build_tiny_pa(tmp_path_factory.mktemp("tiny_pa"))
+
+
+@pytest.fixture(scope="module")
+def qsit_tokenizer():
+    """A tiny Qwen2-like byte-level tokenizer with the LLaVA-OneVision special tokens."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.tinymodels import build_qsit_tokenizer
+
+    return build_qsit_tokenizer()
+
+
+@pytest.fixture(scope="module")
+def qsit_folder(tmp_path_factory, qsit_tokenizer) -> str:
+    """A tiny random Q-SiT (LLaVA-OneVision) model and processor saved to a folder; its path."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.tinymodels import build_qsit_folder
+
+    return build_qsit_folder(tmp_path_factory.mktemp("qsit"), qsit_tokenizer)
+
+
+@pytest.fixture(scope="module")
+def llava(tmp_path_factory):
+    """A tiny HF LLaVA model, its original-format checkpoints and their conversion (see build_llava)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tests.tinymodels import build_llava
+
+    return build_llava(tmp_path_factory.mktemp("llava"))
