@@ -82,3 +82,26 @@ def test_qsit_cli(tmp_path, data, qsit_folder):
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
+
+
+def test_baseline_treats_a_corrupt_image_as_an_input_error(tmp_path):
+    """The baselines check images as the judges do: the corrupt doc is counted, the others are scored."""
+    from tests.datafactory import make_psr
+
+    root = tmp_path / "data"
+    folder = make_psr(root, [{"id": f"s{i}", "votes": ["1", "1", "1"]} for i in range(3)])
+    (folder / "images" / "s1_e1.png").write_bytes(b"GIF89a but no image follows")
+    ir = FIX / "imagereward"
+    args = (
+        "--model",
+        "imagereward",
+        "--model_args",
+        f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
+        "--tasks",
+        "psr",
+    )
+    results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
+    assert results is not None, log[-3000:]
+    assert metric(results, "psr", "input_errors") == 1
+    assert metric(results, "psr", "n_scored") == 2
+    assert "task 'psr', doc 's1', field 'image_1'" in log

@@ -193,6 +193,32 @@ def test_the_storm_that_beat_six_retries_is_answered():
         assert budget.retries == sum(len(p) for p in plan)
 
 
+def test_seeded_faults_do_not_depend_on_thread_timing():
+    prompts = [make_prompt(i) for i in range(30)]
+    seqs = []
+    with OpenAIServer(fault_rates={500: 0.3, 503: 0.1}, fault_seed=11, latency=0.01) as srv:
+        backend = backend_for(srv)
+        for conc in (1, 16):
+            srv.reset()
+            runner = CallRunner(
+                backend.call, cache=None, concurrency=conc, backoff_base=0.001, progress=False
+            )
+            assert all(isinstance(r, Completion) for r in runner.run(keyed(backend, prompts)))
+            per_body: dict[str, list] = {}
+            for r in srv.requests:
+                per_body.setdefault(body_digest(r.json), []).append(r.fault)
+            seqs.append(per_body)
+    assert seqs[0] == seqs[1]
+    expected = {
+        body_digest(backend.request_kwargs(p)): [
+            f"random:{s}" for s in leading_faults(backend, p, 11, {500: 0.3, 503: 0.1})
+        ]
+        + [None]
+        for p in prompts
+    }
+    assert seqs[0] == expected and sum(len(v) for v in expected.values()) > len(prompts)
+
+
 # -- outages aimed at named docs -------------------------------------------------------------------
 
 
@@ -546,3 +572,28 @@ def test_explicit_key_env_unset_is_still_an_error(monkeypatch):
     with OpenAIServer() as srv:
         backend_for(srv).call(make_prompt(0))
         assert srv.requests[0].headers["authorization"] == "Bearer EMPTY"
+
+
+def test_a_server_that_never_answers_stops_the_run_instead_of_spending_every_budget():
+    """Connection refused from the first call on: after ``unreachable_after`` seconds the run raises,
+    naming the cause, rather than retrying every prompt for its whole budget twice."""
+    import socket
+    import time
+
+    from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
+    from lmms_eval_autorater.judges.runner import CallRunner, ServerUnreachableError
+    from lmms_eval_autorater.judges.types import ChatPrompt
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    backend = OpenAIChatBackend(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None, timeout=2)
+    runner = CallRunner(
+        backend.call, cache=None, concurrency=4, backoff_base=0.05, unreachable_after=1.0, progress=False
+    )
+    prompts = [(f"k{i}", ChatPrompt(system="s", parts=(f"p{i}",))) for i in range(8)]
+    start = time.monotonic()
+    with pytest.raises(ServerUnreachableError, match="no HTTP answer from the server in 1s.*connection error"):
+        runner.run(prompts)
+    assert time.monotonic() - start < 30  # not 8 prompts x 600 s x 2 rounds
+    assert runner.stats()["final_round"] == 0

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from lmms_eval_autorater.judges.args import ModelArgError, parse_tools
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistInput
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
-from lmms_eval_autorater.specialists.registry import SPECS, applicable, create_specialist, parse_tools_arg
+from lmms_eval_autorater.specialists.registry import SPECS, applicable, create_specialist
 from lmms_eval_autorater.specialists.render import HEADER, render_assessments
 from lmms_eval_autorater.specialists.types import Assessment
 
@@ -81,12 +82,12 @@ def test_registry_is_data():
         ("ALL", "generation", "all"),
         ("auto", "editing", "auto"),
         ("GD+QS", "generation", ["GD", "QS"]),
-        ("qs+gd+qs", "generation", ["GD", "QS"]),
+        ("qs+gd", "generation", ["GD", "QS"]),
         (" ds + df ", "editing", ["DF", "DS"]),
     ],
 )
-def test_parse_tools_arg(value, kind, expected):
-    assert parse_tools_arg(value, kind) == expected
+def test_parse_tools(value, kind, expected):
+    assert parse_tools(value, kind) == expected
 
 
 @pytest.mark.parametrize(
@@ -100,11 +101,13 @@ def test_parse_tools_arg(value, kind, expected):
         ("GD+DS+DF", "generation", r"DS, DF do not apply"),
         ("GD+XX", "editing", r"unknown specialist code\(s\) XX; known codes: GD, AE, PA, QS, DF, DS"),
         ("GD++QS", "generation", r"empty code"),
+        ("qs+gd+qs", "generation", r"a code is repeated"),
+        ("GD,QS", None, r"join codes with '\+'"),
     ],
 )
-def test_parse_tools_arg_errors(value, kind, pattern):
-    with pytest.raises(ValueError, match=pattern):
-        parse_tools_arg(value, kind)
+def test_parse_tools_errors(value, kind, pattern):
+    with pytest.raises(ModelArgError, match=pattern):
+        parse_tools(value, kind)
 
 
 def test_classes_carry_the_registry_spec():

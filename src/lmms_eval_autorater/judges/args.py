@@ -45,25 +45,40 @@ def as_float(name: str, value) -> float:
         raise ModelArgError(f"model argument {name}={value!r}: expected a number") from None
 
 
-def parse_tools(value) -> str | list[str]:
-    """``tools=none|all|auto|GD+QS`` -> [] | "all" | "auto" | ["GD", "QS"] (codes joined by '+')."""
-    text = str(value).strip()
+def parse_tools(value, task_kind: str | None = None) -> str | list[str]:
+    """``tools=none|all|auto|GD+QS`` -> [] | "all" | "auto" | ["GD", "QS"] (codes joined by '+', case-insensitive).
+
+    The one parser of the argument: codes come back in registry order; an unknown, repeated or empty
+    code is an error, and so is, when ``task_kind`` is given, a code that does not apply to it.
+    """
+    from lmms_eval_autorater.specialists.registry import applicable
+
+    text = str(value if value is not None else "").strip()
     low = text.lower()
+    ok = applicable(task_kind) if task_kind is not None else list(SPECIALIST_CODES)
     if low in ("none", ""):
         return []
     if low in ("all", "auto"):
         return low
     if "," in text:
         raise ModelArgError(f"model argument tools={text!r}: join codes with '+', e.g. tools=DF+GD+QS")
-    codes = [c.strip().upper() for c in text.split("+") if c.strip()]
-    unknown = [c for c in codes if c not in SPECIALIST_CODES]
+    codes = [c.strip().upper() for c in text.split("+")]
+    if any(not c for c in codes):
+        raise ModelArgError(f"model argument tools={text!r}: empty code; join codes with '+', e.g. GD+QS")
+    unknown = [c for c in dict.fromkeys(codes) if c not in SPECIALIST_CODES]
     if unknown:
         raise ModelArgError(
             f"model argument tools={text!r}: unknown specialist code(s) {', '.join(unknown)}; "
-            f"known: {', '.join(SPECIALIST_CODES)}, or none, all, auto"
+            f"known codes: {', '.join(SPECIALIST_CODES)}, or none, all, auto"
         )
     if len(set(codes)) != len(codes):
         raise ModelArgError(f"model argument tools={text!r}: a code is repeated")
+    wrong = [c for c in dict.fromkeys(codes) if c not in ok]
+    if wrong:
+        raise ModelArgError(
+            f"model argument tools={text!r}: specialist(s) {', '.join(wrong)} do not apply to {task_kind} "
+            f"tasks; applicable to {task_kind}: {', '.join(ok)} (or none, all, auto)"
+        )
     return [c for c in SPECIALIST_CODES if c in codes]
 
 

@@ -27,6 +27,10 @@ from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completio
 log = logging.getLogger(__name__)
 
 
+class ServerUnreachableError(RuntimeError):
+    """No request of a run ever reached the server: a wrong ``base_url`` or a server that is down."""
+
+
 def parse_retry_after(value: object) -> float | None:
     """Seconds to wait from a ``Retry-After`` value (delta-seconds or an HTTP date); None if unusable."""
     if value is None:
@@ -81,6 +85,12 @@ class CallRunner:
     times (default once: such answers are often transient), then returned as is and NOT cached, so
     the parser counts it as a parse failure and a later rerun gets another chance.
 
+    Unreachable server. A connection error is weather once the server has answered, but a run in
+    which no request has had any HTTP answer and connection errors have gone on for
+    ``unreachable_after`` seconds (default 120) is a wrong ``base_url`` or a server that is down:
+    ``run`` stops and raises ``ServerUnreachableError`` instead of spending the whole budget twice
+    on every prompt.
+
     ``sleep`` and ``clock`` (monotonic seconds) are injectable so tests can run the policy on a
     fake clock; with the default ``time.sleep`` a wait ends early when ``run`` is aborting.
     """
@@ -103,6 +113,7 @@ class CallRunner:
         retry_budget: float = 600.0,
         final_round: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        unreachable_after: float = 120.0,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
@@ -122,6 +133,10 @@ class CallRunner:
         self.progress = progress
         self.retry_budget = float(retry_budget)
         self.final_round = final_round
+        self.unreachable_after = float(unreachable_after)
+        self._reached = False  # some request of this runner got an HTTP answer
+        self._unreachable_since: float | None = None
+        self._unreachable: BackendError | None = None
         self._sleep = sleep
         self._clock = clock
         self._rng = random.Random(rng_seed)
@@ -185,6 +200,10 @@ class CallRunner:
             try:
                 completion = self.call_fn(prompt)
             except BackendError as err:
+                if err.status is not None:
+                    self._reached = True
+                elif getattr(err, "connection", False) and self._note_unreachable(err, stop):
+                    return err
                 if not err.retryable:
                     return err
                 if not self._count_left(attempt):
@@ -206,6 +225,7 @@ class CallRunner:
                 log.info("retryable error (%s); retry %d in %.2fs", err, attempt + 1, delay)
                 last: Completion | BackendError = err
             else:
+                self._reached = True
                 usage = completion.usage or {}
                 self._count(
                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -226,6 +246,20 @@ class CallRunner:
             self._wait(delay, stop)
             if stop.is_set():
                 return last
+
+    def _note_unreachable(self, err: BackendError, stop: threading.Event) -> bool:
+        """Record a connection error; True (and ``stop`` set) once the server counts as unreachable."""
+        with self._lock:
+            if self._reached:
+                return False
+            now = self._clock()
+            if self._unreachable_since is None:
+                self._unreachable_since = now
+            if now - self._unreachable_since < self.unreachable_after:
+                return False
+            self._unreachable = self._unreachable or err
+        stop.set()
+        return True
 
     def run(self, keys_and_prompts: list[tuple[str, ChatPrompt]]) -> list[Completion | BackendError]:
         """Answer every (cache key, prompt), in the given order: cached ones first, the rest in parallel,
@@ -277,8 +311,10 @@ class CallRunner:
 
             for key, result in self._round(pool, prompts, stop):
                 note(key, result, last_round=not self.final_round)
+            self._raise_if_unreachable()
             if later:
                 self._final_round(pool, {k: prompts[k] for k in later}, stop, note)
+            self._raise_if_unreachable()
         except BaseException as exc:
             # a bug, Ctrl-C or a cache write error: stop retrying, drop the queued calls, keep the cache
             stop.set()
@@ -293,6 +329,13 @@ class CallRunner:
             for i in positions:
                 results[i] = final[key]
         return results  # type: ignore[return-value]
+
+    def _raise_if_unreachable(self) -> None:
+        if self._unreachable is not None:
+            raise ServerUnreachableError(
+                f"no HTTP answer from the server in {self.unreachable_after:g}s of connection errors "
+                f"(check base_url and that the server is up): {self._unreachable}"
+            )
 
     def _final_round(
         self,

@@ -6,8 +6,6 @@ Nothing here imports torch; ``create_specialist`` imports a specialist's module 
 
 from __future__ import annotations
 
-from typing import Literal
-
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistSpec, load_class
 
 TASK_KINDS: tuple[str, ...] = ("generation", "editing")
@@ -120,36 +118,6 @@ def applicable(task_kind: str) -> list[str]:
     """Codes of the specialists that apply to ``task_kind`` ("generation" or "editing"), in SPECS order."""
     _check_kind(task_kind)
     return [code for code, spec in SPECS.items() if task_kind in spec.applies_to]
-
-
-def parse_tools_arg(value: str, task_kind: str) -> list[str] | Literal["all", "auto"]:
-    """Parse the ``tools=`` model argument: none | all | auto | codes joined by '+' (case-insensitive).
-
-    Codes come back de-duplicated in SPECS order; an unknown or inapplicable code raises ``ValueError``.
-    """
-    _check_kind(task_kind)
-    text = (value or "").strip().lower()
-    if text in ("", "none"):
-        return []
-    if text in ("all", "auto"):
-        return text  # type: ignore[return-value]
-    parts = [p.strip().upper() for p in text.split("+")]
-    ok = applicable(task_kind)
-    if any(not p for p in parts):
-        raise ValueError(f"tools={value!r}: empty code; write codes joined by '+', e.g. {'+'.join(ok[:2])}")
-    unknown = [p for p in dict.fromkeys(parts) if p not in SPECS]
-    if unknown:
-        raise ValueError(
-            f"tools={value!r}: unknown specialist code(s) {', '.join(unknown)}; known codes: "
-            f"{', '.join(SPECS)}; applicable to {task_kind}: {', '.join(ok)} (or none, all, auto)"
-        )
-    wrong = [p for p in dict.fromkeys(parts) if p not in ok]
-    if wrong:
-        raise ValueError(
-            f"tools={value!r}: specialist(s) {', '.join(wrong)} do not apply to {task_kind} tasks; "
-            f"applicable to {task_kind}: {', '.join(ok)} (or none, all, auto)"
-        )
-    return [code for code in SPECS if code in parts]
 
 
 def create_specialist(code: str, **kwargs) -> Specialist:

@@ -236,7 +236,9 @@ class OpenAIChatBackend:
                 None,
                 False,
             )
-        return self._error(f"connection error: {type(cause).__name__}: {cause}", None, True)
+        err = self._error(f"connection error: {type(cause).__name__}: {cause}", None, True)
+        err.connection = True  # type: ignore[attr-defined]  # read by CallRunner's unreachable-server rule
+        return err
 
     def _completion(self, response: Any) -> Completion:
         """A ``Completion`` from the client's (unvalidated) response object; a body that is not a
