@@ -85,10 +85,10 @@ def test_corrupt_image_is_an_input_error_never_sent(tmp_path):
     assert "s2_e2.png" in failed[0]["error"]
 
 
-def test_every_doc_an_input_error_fails_the_run(tmp_path):
-    root, _ = psr_data(tmp_path, corrupt=("s1_src", "s2_e1", "s3_e2"))
+def run_psr_expecting_no_call(tmp_path, root):
+    """psr through the CLI with an API judge whose server must receive no request."""
     with OpenAIServer() as server:
-        results, log = run_cli(
+        out = run_cli(
             tmp_path,
             {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")},
             "--model",
@@ -99,6 +99,12 @@ def test_every_doc_an_input_error_fails_the_run(tmp_path):
             "psr",
         )
         assert server.request_count == 0
+    return out
+
+
+def test_every_doc_an_input_error_fails_the_run(tmp_path):
+    root, _ = psr_data(tmp_path, corrupt=("s1_src", "s2_e1", "s3_e2"))
+    results, log = run_psr_expecting_no_call(tmp_path, root)
     assert results is None  # lmms-eval writes no results file for a failed run
     assert "every one of the 3 docs is an input error (nothing was sent)" in log
 
@@ -110,18 +116,7 @@ def test_missing_field_stops_before_any_call(tmp_path):
     del row["edits"]
     lines[1] = json.dumps(row)
     folder.joinpath("annotations.jsonl").write_text("\n".join(lines) + "\n")
-    with OpenAIServer() as server:
-        results, log = run_cli(
-            tmp_path,
-            {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")},
-            "--model",
-            "autorater_openai",
-            "--model_args",
-            f"base_url={server.url},model=judge-1",
-            "--tasks",
-            "psr",
-        )
-        assert server.request_count == 0
+    results, log = run_psr_expecting_no_call(tmp_path, root)
     assert results is None
     assert f"{folder / 'annotations.jsonl'} line 2" in log and "missing field 'edits'" in log
 

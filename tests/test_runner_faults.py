@@ -587,13 +587,17 @@ def test_a_server_that_never_answers_stops_the_run_instead_of_spending_every_bud
     with socket.socket() as sock:  # a port nobody listens on
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    backend = OpenAIChatBackend(model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None, timeout=2)
+    backend = OpenAIChatBackend(
+        model="m", base_url=f"http://127.0.0.1:{port}/v1", api_key_env=None, timeout=2
+    )
     runner = CallRunner(
         backend.call, cache=None, concurrency=4, backoff_base=0.05, unreachable_after=1.0, progress=False
     )
     prompts = [(f"k{i}", ChatPrompt(system="s", parts=(f"p{i}",))) for i in range(8)]
     start = time.monotonic()
-    with pytest.raises(ServerUnreachableError, match="no HTTP answer from the server in 1s.*connection error"):
+    with pytest.raises(
+        ServerUnreachableError, match="no HTTP answer from the server in 1s.*connection error"
+    ):
         runner.run(prompts)
     assert time.monotonic() - start < 30  # not 8 prompts x 600 s x 2 rounds
     assert runner.stats()["final_round"] == 0
