@@ -1,4 +1,4 @@
-"""``lmms-eval-autorater``: commands beside the lmms-eval CLI (the grid search over specialist subsets).
+"""``lmms-eval-autorater``: commands beside the lmms-eval CLI (grid search; scoring and ranking your own images).
 
 Every command exits 0 on success and non-zero on failure with one line naming the cause on stderr
 (``--debug`` prints the traceback as well): 1 for a failed run, 2 for a wrong command line.
@@ -13,6 +13,8 @@ import traceback
 from lmms_eval_autorater.judges.factory import judge_names
 
 PROG = "lmms-eval-autorater"
+#: commands on the user's own generations, one module each under ``lmms_eval_autorater.generations``
+COMMANDS = ("score", "arena")
 
 
 class CommandError(Exception):
@@ -69,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     grid.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
     grid.add_argument("--output", default=None, help="write the ranked grid as JSON here")
     grid.set_defaults(func=_grid)
+    import importlib
+
+    for name in COMMANDS:  # each command module: HELP, add_arguments(parser), run(args) -> exit code
+        module = importlib.import_module(f"lmms_eval_autorater.generations.{name}")
+        cmd = sub.add_parser(name, parents=[common], help=module.HELP)
+        module.add_arguments(cmd)
+        cmd.set_defaults(func=module.run)
     return parser
 
 
