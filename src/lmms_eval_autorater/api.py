@@ -135,7 +135,8 @@ class AutoRater:
 
     def _request(self, item_id: str, request: str, images: Sequence[ImageLike], source: ImageLike | None):
         refs = tuple(
-            image_ref(img, self._inputs, where=f"item {item_id!r} image_{k}") for k, img in enumerate(images, 1)
+            image_ref(img, self._inputs, where=f"item {item_id!r} image_{k}")
+            for k, img in enumerate(images, 1)
         )
         src = None if source is None else image_ref(source, self._inputs, where=f"item {item_id!r} source")
         return JudgeRequest(
@@ -199,7 +200,8 @@ class AutoRater:
         item_ids = self._ids(ids, n)
         srcs = list(sources) if sources is not None else [None] * n
         reqs = [
-            self._request(i, r, [a, b], s) for i, r, a, b, s in zip(item_ids, requests, images_1, images_2, srcs)
+            self._request(i, r, [a, b], s)
+            for i, r, a, b, s in zip(item_ids, requests, images_1, images_2, srcs)
         ]
         return self._run(item_ids, reqs)
 

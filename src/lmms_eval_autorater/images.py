@@ -62,7 +62,9 @@ def load_image(ref: str, *, sample: str | None = None, field: str | None = None)
         img = Image.open(io.BytesIO(data))
         img.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"corrupt or unreadable image {ref}{_where(sample, field)}: {exc}") from exc
+        # PIL's "cannot identify" message carries a BytesIO address: say it without, so messages are stable
+        reason = "not a recognised image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise ImageError(f"corrupt or unreadable image {ref}{_where(sample, field)}: {reason}") from exc
     return img.convert("RGB")
 
 

@@ -1,0 +1,1 @@
+"""Reports written beside a command's results: the arena's ratings chart and its disagreements page."""
