@@ -21,34 +21,18 @@ import datasets
 from lmms_eval.api.task import ConfigurableTask
 
 from lmms_eval_autorater.tasks.common import (
-    DOC_FIELDS,
+    COUNT_METRICS,
+    USAGE_METRICS,
     DataError,
     make_doc,
     make_record,
     pointwise_aggregation,
 )
+from lmms_eval_autorater.tasks.lmms_task import FEATURES
 
 #: the metrics of the template, each aggregated from the same per-doc record
-GENERATION_METRICS = (
-    "mean_score",
-    "mean_score_ci_low",
-    "mean_score_ci_high",
-    "n_scored",
-    "input_errors",
-    "parse_failures",
-    "api_failures",
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
-)
+GENERATION_METRICS = ("mean_score", "mean_score_ci_low", "mean_score_ci_high", *COUNT_METRICS, *USAGE_METRICS)
 N_RESAMPLES = 1000
-
-FEATURES = datasets.Features(
-    {
-        name: datasets.Value("int64" if name == "label" else "float64" if name == "target" else "string")
-        for name in DOC_FIELDS
-    }
-)
 
 
 def generation_docs(path: str | os.PathLike) -> list[dict]:

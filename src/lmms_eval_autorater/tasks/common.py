@@ -173,19 +173,18 @@ def pointwise_record(doc: dict, results: Sequence[str]) -> dict:
     return make_record(doc, "pointwise", out.status, out.value, out.meta)
 
 
+#: counts every task reports next to its metric: what was scored and each kind of failure
+COUNT_METRICS = ("n_scored", "input_errors", "parse_failures", "api_failures")
+#: what a run spent
+USAGE_METRICS = ("cost_usd", "prompt_tokens", "completion_tokens")
 PAIRWISE_METRICS = (
     "accuracy",
     "accuracy_ci_low",
     "accuracy_ci_high",
-    "n_scored",
-    "input_errors",
-    "parse_failures",
-    "api_failures",
+    *COUNT_METRICS,
     "predicted_ties",
     "flip_rate",
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
+    *USAGE_METRICS,
 )
 POINTWISE_METRICS = (
     "pearson",
@@ -193,17 +192,9 @@ POINTWISE_METRICS = (
     "pearson_ci_high",
     "spearman",
     "kendall",
-    "n_scored",
-    "input_errors",
-    "parse_failures",
-    "api_failures",
-    "cost_usd",
-    "prompt_tokens",
-    "completion_tokens",
+    *COUNT_METRICS,
+    *USAGE_METRICS,
 )
-
-
-USAGE_METRICS = ("cost_usd", "prompt_tokens", "completion_tokens")
 
 
 def process_pairwise(doc: dict, results: Sequence[str]) -> dict:
