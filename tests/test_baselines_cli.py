@@ -24,19 +24,25 @@ def _check_all_scored(results, docs):
         assert metric(results, task, "parse_failures") == 0 and metric(results, task, "api_failures") == 0
 
 
-def test_imagereward_cli_matches_its_scorer(tmp_path, data):
-    from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
-
-    root, docs = data
+def imagereward_args(tasks: str) -> tuple[str, ...]:
+    """lmms-eval arguments for the imagereward baseline on the tiny parity checkpoint."""
     ir = FIX / "imagereward"
-    args = (
+    return (
         "--model",
         "imagereward",
         "--model_args",
         f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
         "--tasks",
-        "autorater_bench",
+        tasks,
     )
+
+
+def test_imagereward_cli_matches_its_scorer(tmp_path, data):
+    from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
+
+    root, docs = data
+    ir = FIX / "imagereward"
+    args = imagereward_args("autorater_bench")
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
@@ -91,15 +97,7 @@ def test_baseline_treats_a_corrupt_image_as_an_input_error(tmp_path):
     root = tmp_path / "data"
     folder = make_psr(root, [{"id": f"s{i}", "votes": ["1", "1", "1"]} for i in range(3)])
     (folder / "images" / "s1_e1.png").write_bytes(b"GIF89a but no image follows")
-    ir = FIX / "imagereward"
-    args = (
-        "--model",
-        "imagereward",
-        "--model_args",
-        f"checkpoint={ir / 'ImageReward.pt'},tokenizer={ir / 'bert-base-uncased'},device=cpu",
-        "--tasks",
-        "psr",
-    )
+    args = imagereward_args("psr")
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     assert metric(results, "psr", "input_errors") == 1

@@ -170,3 +170,21 @@ def test_local_cache_key_covers_what_changes_an_answer():
     keys = {base} | {key(**v) for v in variants}
     assert len(keys) == len(variants) + 1  # every setting changes the key
     assert key(batch_size=1) == base  # the batch size does not change greedy answers (checked on GPU)
+
+
+def test_each_image_is_decoded_once_per_judge_family(tmp_path, monkeypatch):
+    """``with_tools`` copies share the input-check memo: a grid over 41 subsets decodes each image once."""
+    import lmms_eval_autorater.judges.judge as judge_module
+
+    decoded: list[str] = []
+    real = judge_module.load_image
+    monkeypatch.setattr(judge_module, "load_image", lambda ref: decoded.append(ref) or real(ref))
+    reqs = [request(tmp_path, "d1", 1), request(tmp_path, "d2", 5)]
+    with OpenAIServer() as server:
+        judge = build_judge(
+            "autorater_openai", {"base_url": server.url, "model": "m", "cache": "false"}, progress=False
+        )
+        judge.judge_all(reqs)
+        judge.with_tools([]).judge_all(reqs)
+        assert judge.with_tools([]).check(reqs) == [None, None]
+    assert sorted(decoded) == sorted(ref for r in reqs for ref in r.candidates)

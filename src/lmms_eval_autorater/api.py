@@ -149,14 +149,12 @@ class AutoRater:
         )
 
     def _run(self, ids: list[str], reqs: list[JudgeRequest]) -> list[Result]:
-        from lmms_eval_autorater.judges.judge import AllInputsFailedError
+        from lmms_eval_autorater.judges.judge import AllInputsFailedError, input_error_verdict
 
         try:
             verdicts = self.judge.judge_all(reqs)
-        except AllInputsFailedError:
-            from lmms_eval_autorater.judges.judge import check_inputs
-
-            verdicts = [Verdict(status="input_error", error=e) for e in check_inputs(reqs)]
+        except AllInputsFailedError:  # a batch of bad images is a result for the caller, not a crash
+            verdicts = [input_error_verdict(p) for p in self.judge.check(reqs)]  # memoised: no decode again
         return [Result.from_verdict(i, v) for i, v in zip(ids, verdicts)]
 
     # -- public ---------------------------------------------------------------------------------

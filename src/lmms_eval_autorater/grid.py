@@ -131,7 +131,7 @@ def run_grid(
     Images are checked once: a doc whose image does not decode is an input error in every row and is
     never sent. Each subset's judge shares the backend, the caches and the specialist pool.
     """
-    from lmms_eval_autorater.judges.judge import AllInputsFailedError, check_inputs
+    from lmms_eval_autorater.judges.judge import require_some_inputs
     from lmms_eval_autorater.specialists.registry import applicable
     from lmms_eval_autorater.tasks.catalog import build_docs
 
@@ -144,9 +144,8 @@ def run_grid(
     if not docs:
         raise ValueError(f"task {task!r} has no docs")
     reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
-    bad = check_inputs(reqs)
-    if all(e is not None for e in bad):
-        raise AllInputsFailedError(f"every one of the {len(reqs)} docs is an input error; first: {bad[0]}")
+    bad = judge.check(reqs)  # decoded once here; every subset's judge shares the memo
+    require_some_inputs(bad)
     good = [i for i, e in enumerate(bad) if e is None]
     good_reqs = [reqs[i] for i in good]
     codes = applicable(info.task_kind)

@@ -91,7 +91,7 @@ def result_rows(rows, results) -> list[dict]:
                 "score": int(res.score) if res.ok and res.score is not None else None,
                 "status": res.status,
                 "analysis": res.analysis or "",
-                "error": user_error(row.id, res.error) if res.status == "input_error" else res.error,
+                "error": user_error(row.id, res),
                 "specialists": [dict(s) if isinstance(s, dict) else _plain(s) for s in res.specialists],
                 "usage": dict(res.usage or {}),
             }
@@ -101,25 +101,15 @@ def result_rows(rows, results) -> list[dict]:
 
 #: the judge's request fields -> the generations file's fields
 _FIELDS = {"image_1": "image", "source_image": "source"}
-_OBJECT_REPR = re.compile(r" ?<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
-def user_error(row_id: str, error: str | None) -> str | None:
-    """The judge's input error in the file's terms: ``id 'x', field 'image', file PATH: reason``."""
-    if not error:
-        return error
-    # PIL names an in-memory file by its address ("<_io.BytesIO object at 0x7f...>"): drop it, so that a
-    # rerun writes the same row
-    error = _OBJECT_REPR.sub("", error)
-    prefix = f"input error: task 'api', doc {row_id!r}, field "
-    if not error.startswith(prefix):
-        return error
-    rest = error[len(prefix) :]
-    m = re.match(r"'(\w+)'", rest)
-    if not m:
-        return error
-    name = _FIELDS.get(m.group(1), m.group(1))
-    return f"input error: id {row_id!r}, field {name!r}{rest[m.end() :]}"
+def user_error(row_id: str, result) -> str | None:
+    """A result's error in the file's terms; an input error reads ``id 'x', field 'image', file PATH: reason``."""
+    problem = result.meta.get("input") if result.status == "input_error" else None
+    if not problem:
+        return result.error
+    field = _FIELDS.get(problem["field"], problem["field"])
+    return f"input error: id {row_id!r}, field {field!r}, file {problem['file']}: {problem['reason']}"
 
 
 def _plain(obj: Any) -> Any:
@@ -272,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
     if results and all(res.status == "input_error" for res in results):
         raise CommandError(
             f"every one of the {len(results)} rows of {args.input} is an input error (nothing was judged); "
-            f"first: {user_error(rows[0].id, results[0].error)}"
+            f"first: {user_error(rows[0].id, results[0])}"
         )
     out_rows = result_rows(rows, results)
     write_rows(out_rows, output)

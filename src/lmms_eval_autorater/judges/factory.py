@@ -147,7 +147,7 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
     if name not in PRESETS:
         raise ModelArgError(f"unknown judge {name!r}; known: {', '.join(judge_names())}")
     preset = PRESETS[name]
-    kw = {k: v for k, v in dict(args or {}).items()}
+    kw = dict(args or {})
     allowed = COMMON_ARGS | (API_ARGS if preset.kind == "api" else LOCAL_ARGS)
     check_known(name, kw, set(allowed))
     for req in preset.required:

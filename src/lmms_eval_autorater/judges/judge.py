@@ -50,15 +50,36 @@ def request_images(req: JudgeRequest) -> list[tuple[str, str]]:
     return out
 
 
-def check_inputs(reqs: Sequence[JudgeRequest]) -> list[str | None]:
-    """Per request, None when every image opens and decodes, else the error naming doc, field and file.
+@dataclass(frozen=True)
+class InputProblem:
+    """Why a doc cannot be judged: the image in ``field`` (``source_image``, ``image_1``, ``image_2``) at
+    ``file`` does not open or decode. ``str()`` is the one-line message that is logged and recorded."""
 
-    Each distinct reference is decoded once (pairs share images); nothing is sent anywhere.
+    doc_key: str
+    field: str
+    file: str
+    reason: str
+
+    def __str__(self) -> str:
+        task, _, doc = self.doc_key.partition("/")
+        return (
+            f"input error: task {task!r}, doc {doc!r}, field {self.field!r}, file {self.file}: {self.reason}"
+        )
+
+
+def check_inputs(
+    reqs: Sequence[JudgeRequest], seen: dict[str, str | None] | None = None
+) -> list[InputProblem | None]:
+    """Per request, None when every image opens and decodes, else the first ``InputProblem``.
+
+    Each distinct reference is decoded once: ``seen`` (reference -> error text or None) memoises the
+    results across calls, so pairs sharing images, and a judge asked again about the same docs, decode
+    nothing twice. Nothing is sent anywhere.
     """
-    seen: dict[str, str | None] = {}
-    out: list[str | None] = []
+    seen = {} if seen is None else seen
+    out: list[InputProblem | None] = []
     for req in reqs:
-        error = None
+        problem = None
         for field_name, ref in request_images(req):
             key = ref if isinstance(ref, str) else repr(ref)
             if key not in seen:
@@ -68,13 +89,27 @@ def check_inputs(reqs: Sequence[JudgeRequest]) -> list[str | None]:
                 except ImageError as exc:
                     seen[key] = str(exc)
             if seen[key] is not None:
-                task, _, doc = req.doc_key.partition("/")
-                error = (
-                    f"input error: task {task!r}, doc {doc!r}, field {field_name!r}, file {ref}: {seen[key]}"
-                )
+                problem = InputProblem(req.doc_key, field_name, str(ref), seen[key])
                 break
-        out.append(error)
+        out.append(problem)
     return out
+
+
+def require_some_inputs(problems: Sequence[InputProblem | None]) -> None:
+    """Raise ``AllInputsFailedError`` when every doc is an input error (a data problem, not a result)."""
+    if problems and all(p is not None for p in problems):
+        raise AllInputsFailedError(
+            f"every one of the {len(problems)} docs is an input error (nothing was sent); first: {problems[0]}"
+        )
+
+
+def input_error_verdict(problem: InputProblem) -> Verdict:
+    """The verdict of a doc that could not be judged; ``meta["input"]`` keeps the field, file and reason."""
+    return Verdict(
+        status="input_error",
+        error=str(problem),
+        meta={"tools": [], "input": {"field": problem.field, "file": problem.file, "reason": problem.reason}},
+    )
 
 
 def swap_request(req: JudgeRequest) -> JudgeRequest:
@@ -183,6 +218,8 @@ class Judge:
         self.applicable = applicable
         self.tool_menu = tool_menu
         self.stats = JudgeStats()
+        #: reference -> decode error or None, shared by every ``with_tools`` copy (see ``check_inputs``)
+        self.checked_images: dict[str, str | None] = {}
         #: set by the factory: the validated config and the backend (None for hand-built judges)
         self.config = None
         self.backend = None
@@ -215,7 +252,12 @@ class Judge:
             tool_menu=self.tool_menu,
         )
         other.config, other.backend = self.config, self.backend
+        other.checked_images = self.checked_images
         return other
+
+    def check(self, reqs: Sequence[JudgeRequest]) -> list[InputProblem | None]:
+        """``check_inputs`` with this judge's memo: an image already checked is not decoded again."""
+        return check_inputs(reqs, self.checked_images)
 
     # -- selection ------------------------------------------------------------------------
     def _select(self, reqs: list[JudgeRequest]) -> tuple[list[list[str]], list[dict]]:
@@ -283,24 +325,15 @@ class Judge:
         """One verdict per request, in order; the second Auto pass and swaps are batched too."""
         all_reqs = list(reqs)
         self.stats.requests += len(all_reqs)
-        bad = check_inputs(all_reqs)
-        for error in bad:
-            if error is not None:
+        bad = self.check(all_reqs)
+        for problem in bad:
+            if problem is not None:
                 self.stats.input_errors += 1
-                logger.error(f"autorater: {error}; not sent, counted in input_errors")
-        if all_reqs and all(e is not None for e in bad):
-            raise AllInputsFailedError(
-                f"every one of the {len(all_reqs)} docs is an input error (nothing was sent); first: {bad[0]}"
-            )
-        good = [i for i, e in enumerate(bad) if e is None]
-        judged = self._judge_checked([all_reqs[i] for i in good]) if good else []
-        out: list[Verdict] = [
-            Verdict(status="input_error", error=e, meta={"tools": []}) if e is not None else None  # type: ignore[misc]
-            for e in bad
-        ]
-        for i, v in zip(good, judged):
-            out[i] = v
-        return out
+                logger.error(f"autorater: {problem}; not sent, counted in input_errors")
+        require_some_inputs(bad)
+        good = [i for i, p in enumerate(bad) if p is None]
+        judged = iter(self._judge_checked([all_reqs[i] for i in good]) if good else [])
+        return [input_error_verdict(p) if p is not None else next(judged) for p in bad]
 
     def _judge_checked(self, reqs: list[JudgeRequest]) -> list[Verdict]:
         """``judge_all`` for requests whose images all decode."""

@@ -15,7 +15,7 @@ from loguru import logger
 
 from lmms_eval_autorater.judges.args import as_int, check_known
 from lmms_eval_autorater.judges.envelope import encode_verdict
-from lmms_eval_autorater.judges.judge import AllInputsFailedError, check_inputs
+from lmms_eval_autorater.judges.judge import check_inputs, input_error_verdict, require_some_inputs
 from lmms_eval_autorater.judges.types import Verdict
 from lmms_eval_autorater.tasks.common import doc_to_request
 
@@ -54,10 +54,7 @@ class BaselineScorerModel(lmms):
         for error in bad:
             if error is not None:
                 logger.error(f"{self.NAME}: {error}; not scored, counted in input_errors")
-        if reqs and all(e is not None for e in bad):
-            raise AllInputsFailedError(
-                f"every one of the {len(reqs)} docs is an input error; first: {bad[0]}"
-            )
+        require_some_inputs(bad)
         unique: dict[tuple[str, str], int] = {}
         for r, error in zip(reqs, bad):
             if error is None:
@@ -71,7 +68,7 @@ class BaselineScorerModel(lmms):
         out = []
         for r, error in zip(reqs, bad):
             if error is not None:
-                out.append(encode_verdict(Verdict(status="input_error", error=error), r.paradigm))
+                out.append(encode_verdict(input_error_verdict(error), r.paradigm))
                 continue
             s = [float(scores[unique[(r.request, ref)]]) for ref in r.candidates]
             meta = {"model": self.NAME, "scores": s}
