@@ -1,4 +1,4 @@
-"""``lmms-eval-autorater``: commands beside the lmms-eval CLI (grid search; scoring and ranking your own images).
+"""``lmms-eval-autorater``: commands beside the lmms-eval CLI (grid search, training, tables, reports, costs, your own images).
 
 Every command exits 0 on success and non-zero on failure with one line naming the cause on stderr
 (``--debug`` prints the traceback as well): 1 for a failed run, 2 for a wrong command line.
@@ -10,11 +10,24 @@ import argparse
 import sys
 import traceback
 
-from lmms_eval_autorater.judges.factory import judge_names
-
 PROG = "lmms-eval-autorater"
-#: commands on the user's own generations, one module each under ``lmms_eval_autorater.generations``
-COMMANDS = ("score", "arena")
+#: every command: its name and the module that provides ``HELP``, ``add_arguments(parser)`` and
+#: ``run(args) -> exit code``; modules are imported only when the parser is built
+COMMANDS = {
+    "grid": "lmms_eval_autorater.grid",
+    "estimate": "lmms_eval_autorater.judges.estimate",
+    "synthesize": "lmms_eval_autorater.training.synthesize",
+    "train": "lmms_eval_autorater.training.train",
+    "ablation": "lmms_eval_autorater.training.ablation",
+    "table": "lmms_eval_autorater.reports.table",
+    "reproduce": "lmms_eval_autorater.reports.reproduce",
+    "submission": "lmms_eval_autorater.reports.submission",
+    "validate": "lmms_eval_autorater.reports.validate",
+    "leaderboard": "lmms_eval_autorater.reports.leaderboard",
+    "report": "lmms_eval_autorater.reports.run_page",
+    "score": "lmms_eval_autorater.generations.score",
+    "arena": "lmms_eval_autorater.generations.arena",
+}
 
 
 class CommandError(Exception):
@@ -29,26 +42,6 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}"
 
 
-def _grid(args: argparse.Namespace) -> int:
-    from lmms_eval_autorater.grid import GRID_TASKS, run_grid, write
-    from lmms_eval_autorater.judges.args import parse_model_args
-    from lmms_eval_autorater.judges.factory import build_judge
-
-    if args.task not in GRID_TASKS:
-        raise CommandError(f"--task must be one of {', '.join(GRID_TASKS)}; got {args.task!r}")
-    model_args = parse_model_args(args.model_args)
-    if "tools" in model_args:
-        raise CommandError("--model_args must not set tools: the grid chooses the subsets")
-    judge = build_judge(args.model, model_args)
-    result = run_grid(
-        judge, args.task, max_size=args.max_size, limit=args.limit, n_resamples=args.n_resamples
-    )
-    print(result.table())
-    if args.output:
-        write(result, args.output)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every command."""
     # --debug before or after the command; SUPPRESS keeps a subcommand from resetting the global value
@@ -58,23 +51,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__, parents=[common])
     sub = parser.add_subparsers(dest="command", required=True)
-    grid = sub.add_parser(
-        "grid", parents=[common], help="evaluate every subset of 1..3 specialists for a judge on a task"
-    )
-    grid.add_argument("--model", required=True, choices=judge_names(), help="the judge")
-    grid.add_argument("--model_args", default="", help="as for lmms-eval, without tools=")
-    grid.add_argument("--task", required=True, help="psr, imagereward_pair, imagereward_point or aigiqa")
-    grid.add_argument("--max_size", type=int, default=3)
-    grid.add_argument(
-        "--limit", type=int, default=None, help="first N docs only (for trials, not for results)"
-    )
-    grid.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
-    grid.add_argument("--output", default=None, help="write the ranked grid as JSON here")
-    grid.set_defaults(func=_grid)
     import importlib
 
-    for name in COMMANDS:  # each command module: HELP, add_arguments(parser), run(args) -> exit code
-        module = importlib.import_module(f"lmms_eval_autorater.generations.{name}")
+    for name, module_path in COMMANDS.items():
+        module = importlib.import_module(module_path)
         cmd = sub.add_parser(name, parents=[common], help=module.HELP)
         module.add_arguments(cmd)
         cmd.set_defaults(func=module.run)

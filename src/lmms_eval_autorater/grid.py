@@ -195,3 +195,44 @@ def write(result: GridResult, path: str | Path) -> None:
     """Save the grid as JSON."""
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(result.to_json(), indent=2))
+
+
+# -- the ``grid`` command ------------------------------------------------------------------------
+
+HELP = "evaluate every subset of 1..3 specialists for a judge on a task"
+
+
+def add_arguments(parser: Any) -> None:
+    """The ``grid`` command's arguments."""
+    from lmms_eval_autorater.judges.factory import judge_names
+
+    parser.add_argument("--model", required=True, choices=judge_names(), help="the judge")
+    parser.add_argument("--model_args", default="", help="as for lmms-eval, without tools=")
+    parser.add_argument("--task", required=True, help="psr, imagereward_pair, imagereward_point or aigiqa")
+    parser.add_argument("--max_size", type=int, default=3)
+    parser.add_argument(
+        "--limit", type=int, default=None, help="first N docs only (for trials, not for results)"
+    )
+    parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    parser.add_argument("--output", default=None, help="write the ranked grid as JSON here")
+
+
+def run(args: Any) -> int:
+    """Run the ``grid`` command; returns the exit code."""
+    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.judges.args import parse_model_args
+    from lmms_eval_autorater.judges.factory import build_judge
+
+    if args.task not in GRID_TASKS:
+        raise CommandError(f"--task must be one of {', '.join(GRID_TASKS)}; got {args.task!r}")
+    model_args = parse_model_args(args.model_args)
+    if "tools" in model_args:
+        raise CommandError("--model_args must not set tools: the grid chooses the subsets")
+    judge = build_judge(args.model, model_args)
+    result = run_grid(
+        judge, args.task, max_size=args.max_size, limit=args.limit, n_resamples=args.n_resamples
+    )
+    print(result.table())
+    if args.output:
+        write(result, args.output)
+    return 0

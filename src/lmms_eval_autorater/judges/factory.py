@@ -97,6 +97,8 @@ API_ARGS = frozenset(
         "send_seed",
         "image_detail",
         "backoff_base",
+        "max_cost_usd",
+        "batch",
     }
 )
 LOCAL_ARGS = frozenset(
