@@ -21,18 +21,11 @@ import math
 import os
 from typing import Any
 
+from lmms_eval_autorater.judges import prices
 from lmms_eval_autorater.judges.runner import parse_retry_after
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
 
 log = logging.getLogger(__name__)
-
-#: Estimated USD prices per million tokens (input, output), as published when this was written.
-#: Estimates only: check the provider's price page; pass explicit prices to override.
-#: gemini-2.5-pro: the <=200k-token-prompt tier; its output price includes thinking tokens.
-DEFAULT_PRICES_PER_MTOK: dict[str, tuple[float, float]] = {
-    "gpt-4o-2024-08-06": (2.50, 10.00),
-    "gemini-2.5-pro": (1.25, 10.00),
-}
 
 #: HTTP statuses worth asking again (the OpenAI SDK retries the same set)
 RETRYABLE_STATUSES = frozenset({408, 409, 429})
@@ -54,16 +47,8 @@ def estimate_cost_usd(
     price_per_mtok_in: float | None = None,
     price_per_mtok_out: float | None = None,
 ) -> float | None:
-    """USD estimate for ``usage`` at the given or default per-million-token prices; None if unknown."""
-    if price_per_mtok_in is None or price_per_mtok_out is None:
-        default = DEFAULT_PRICES_PER_MTOK.get(model)
-        if default is None:
-            return None
-        price_per_mtok_in = default[0] if price_per_mtok_in is None else price_per_mtok_in
-        price_per_mtok_out = default[1] if price_per_mtok_out is None else price_per_mtok_out
-    tokens_in = int(usage.get("prompt_tokens") or 0)
-    tokens_out = int(usage.get("completion_tokens") or 0)
-    return (tokens_in * price_per_mtok_in + tokens_out * price_per_mtok_out) / 1e6
+    """USD estimate for ``usage`` at the given or listed direct prices (``judges/prices.yaml``); None if unknown."""
+    return prices.cost_usd(usage, model, price_per_mtok_in, price_per_mtok_out)
 
 
 def image_data_url(image: ChatImage) -> str:
