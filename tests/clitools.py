@@ -78,7 +78,7 @@ def metric(results: dict, task: str, name: str) -> float:
     return results["results"][task][f"{name},none"]
 
 
-USAGE = ("prompt_tokens,none", "completion_tokens,none", "cost_usd,none")
+USAGE = ("prompt_tokens,none", "completion_tokens,none", "cost_usd,none", "estimated_usd,none")
 
 
 def same_metrics(a: dict, b: dict) -> bool:

@@ -16,6 +16,12 @@ image (``image_match(data)`` gives ``"sha256:<hex>"`` of the image bytes), or by
 request JSON. It records every request (thread-safe), the fault it got, and the peak number of
 requests in flight.
 
+Capacity limits (for adaptive concurrency): ``max_concurrent=N`` answers 429 at once to a request that
+arrives while N others are in flight (``RecordedRequest.in_flight`` is the count it saw, itself
+included; a request stops counting just before its answer is written); ``rate_limit_requests`` /
+``rate_limit_tokens`` per ``rate_limit_window`` seconds send OpenAI's ``x-ratelimit-limit-*`` /
+``-remaining-*`` / ``-reset-*`` headers on every answer and 429 (with ``Retry-After``) past the limit.
+
 Standalone: ``python -m tests.openai_server --port 0 --latency 0.05`` prints its URL and serves
 (``--fault-rate 500=0.3 --fault-rate 429=0.1 --fault-seed 0`` for seeded random faults).
 """
@@ -174,6 +180,47 @@ def seeded_fault_status(rates: dict[int, float], seed: int, digest: str, n: int)
     return None
 
 
+def _image_size_of_url(url: str) -> tuple[int, int]:
+    """(width, height) of a base64 data-URL image, decoded from the bytes the server received."""
+    from io import BytesIO
+
+    from PIL import Image
+
+    with Image.open(BytesIO(base64.b64decode(url.partition(",")[2]))) as img:
+        return img.size
+
+
+def openai_counted_prompt_tokens(request_json: dict) -> int:
+    """``usage.prompt_tokens`` counted like OpenAI from the body received: o200k_base on every text,
+    3 tokens per message plus its role, 3 to prime the reply; each image by OpenAI's published rule from
+    its decoded size and the ``detail`` it was sent with (low: 85; else fit 2048x2048, short side to 768,
+    170 per 512 px tile + 85). Written apart from the package's estimator, which it checks."""
+    import math
+
+    from lmms_eval_autorater.judges.tokens import o200k  # only the BPE file loader is shared
+
+    enc = o200k()
+    total = 3  # <|im_start|>assistant<|im_sep|>
+    for msg in request_json.get("messages", []):
+        total += 3 + len(enc.encode(str(msg.get("role", ""))))
+        content = msg.get("content")
+        parts = [{"type": "text", "text": content}] if isinstance(content, str) else (content or [])
+        for part in parts:
+            if part.get("type") == "text":
+                total += len(enc.encode(part.get("text", ""), disallowed_special=()))
+            elif part.get("type") == "image_url":
+                if part["image_url"].get("detail") == "low":
+                    total += 85
+                    continue
+                w, h = _image_size_of_url(part["image_url"]["url"])
+                if max(w, h) > 2048:
+                    w, h = w * 2048 / max(w, h), h * 2048 / max(w, h)
+                if min(w, h) > 768:
+                    w, h = w * 768 / min(w, h), h * 768 / min(w, h)
+                total += 85 + 170 * math.ceil(w / 512 - 1e-9) * math.ceil(h / 512 - 1e-9)
+    return total
+
+
 def _digest(request_json: dict) -> int:
     blob = prompt_text(request_json) + "|".join(image_urls(request_json))
     return int(hashlib.sha256(blob.encode()).hexdigest()[:8], 16)
@@ -237,6 +284,8 @@ class RecordedRequest:
     json: dict | None
     time: float
     fault: str | None = None
+    #: requests in flight when it arrived, itself included (the count ``max_concurrent`` is checked on)
+    in_flight: int = 0
 
 
 class OpenAIServer:
@@ -249,7 +298,8 @@ class OpenAIServer:
     with ``fault_seed`` draws a seeded random fault per request (``retry_after``: the Retry-After
     header of random 429s, or {status: value}). Precedence: outage, then scripted, then random.
     ``require_key`` (alias ``api_key``): if set, requests without ``Authorization: Bearer <key>``
-    get a 401 (before any fault).
+    get a 401 (before any fault). ``count_tokens="openai"`` reports ``usage.prompt_tokens`` counted
+    like OpenAI from the body received (``openai_counted_prompt_tokens``); the default counts words.
     """
 
     def __init__(
@@ -266,7 +316,18 @@ class OpenAIServer:
         fault_rates: dict[int, float] | None = None,
         fault_seed: int = 0,
         retry_after: str | dict[int, str] | None = None,
+        max_concurrent: int | None = None,
+        concurrent_retry_after: str | None = None,
+        rate_limit_requests: int | None = None,
+        rate_limit_tokens: int | None = None,
+        rate_limit_window: float = 60.0,
+        count_tokens: str = "words",
     ) -> None:
+        if count_tokens not in ("words", "openai"):
+            raise ValueError(f"count_tokens must be 'words' or 'openai', got {count_tokens!r}")
+        #: how ``usage.prompt_tokens`` is counted: "words" (cheap: words + 85 per image) or "openai"
+        #: (``openai_counted_prompt_tokens``: like OpenAI bills)
+        self.count_tokens = count_tokens
         if api_key is not None and require_key is not None and api_key != require_key:
             raise ValueError("api_key and require_key are the same setting: pass one")
         self.responder = responder or default_responder
@@ -281,6 +342,15 @@ class OpenAIServer:
         self.requests: list[RecordedRequest] = []
         self.in_flight = 0
         self.max_in_flight = 0
+        self.max_concurrent = max_concurrent
+        self.concurrent_retry_after = concurrent_retry_after
+        self.rate_limit_requests = rate_limit_requests
+        self.rate_limit_tokens = rate_limit_tokens
+        self.rate_limit_window = rate_limit_window
+        self.active = 0  # in flight for max_concurrent: released just before the answer is written
+        self._window_start = time.monotonic()
+        self._window_requests = 0
+        self._window_tokens = 0
         self._faults: list[list] = []  # [fault, remaining, match]
         self._outages: list[tuple[Match, Fault]] = []
         self._seen: dict[str, int] = {}  # body digest -> times seen (drives the seeded draws)
@@ -451,6 +521,46 @@ class OpenAIServer:
             return self.snapshot
         return model if _DATED.search(model or "") else f"{model or 'test-model'}-2024-08-06"
 
+    # -- capacity limits ------------------------------------------------------------------------
+    def admitted_in_flight(self, after: float | None = None) -> int:
+        """The most requests in flight seen by a request arriving at or after ``after`` (monotonic time;
+        None: any), rejected ones included."""
+        with self._lock:
+            return max((r.in_flight for r in self.requests if after is None or r.time >= after), default=0)
+
+    def _rate_limit_check(self, req: dict) -> tuple[dict, str | None]:
+        """Count ``req`` in the current window: (the x-ratelimit-* headers, a Retry-After if over the limit)."""
+        if self.rate_limit_requests is None and self.rate_limit_tokens is None:
+            return {}, None
+        tokens = len(prompt_text(req).split()) + 85 * len(image_urls(req)) + int(req.get("max_tokens") or 0)
+        with self._lock:
+            now = time.monotonic()
+            if now - self._window_start >= self.rate_limit_window:
+                self._window_start, self._window_requests, self._window_tokens = now, 0, 0
+            reset = max(0.0, self.rate_limit_window - (now - self._window_start))
+            over = (
+                self.rate_limit_requests is not None and self._window_requests >= self.rate_limit_requests
+            ) or (
+                self.rate_limit_tokens is not None and self._window_tokens + tokens > self.rate_limit_tokens
+            )
+            if not over:
+                self._window_requests += 1
+                self._window_tokens += tokens
+            headers = {}
+            if self.rate_limit_requests is not None:
+                headers["x-ratelimit-limit-requests"] = str(self.rate_limit_requests)
+                headers["x-ratelimit-remaining-requests"] = str(
+                    self.rate_limit_requests - self._window_requests
+                )
+                headers["x-ratelimit-reset-requests"] = f"{reset:.3f}s"
+            if self.rate_limit_tokens is not None:
+                headers["x-ratelimit-limit-tokens"] = str(self.rate_limit_tokens)
+                headers["x-ratelimit-remaining-tokens"] = str(
+                    max(0, self.rate_limit_tokens - self._window_tokens)
+                )
+                headers["x-ratelimit-reset-tokens"] = f"{reset:.3f}s"
+        return headers, f"{reset:.3f}" if over else None
+
     # -- HTTP ----------------------------------------------------------------------------------
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
         server = self
@@ -462,8 +572,16 @@ class OpenAIServer:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence
                 pass
 
+            def _release(self) -> None:
+                """Stop counting this request for ``max_concurrent`` (once)."""
+                if getattr(self, "_held", False):
+                    self._held = False
+                    with server._lock:
+                        server.active -= 1
+
             def _send(self, status: int, body: bytes, headers: dict | None = None) -> None:
-                headers = dict(headers or {})
+                self._release()  # answered: no longer in flight for the concurrency limit
+                headers = {**getattr(self, "_extra_headers", {}), **dict(headers or {})}
                 try:
                     self.send_response(status)
                     self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
@@ -505,9 +623,15 @@ class OpenAIServer:
                     server.requests.append(record)
                     server.in_flight += 1
                     server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                self._extra_headers: dict = {}
+                with server._lock:
+                    server.active += 1
+                    record.in_flight = server.active
+                self._held = True
                 try:
                     self._answer(req, record)
                 finally:
+                    self._release()
                     with server._lock:
                         server.in_flight -= 1
 
@@ -521,6 +645,22 @@ class OpenAIServer:
                 ):
                     record.fault = "auth"
                     self._error(401, "Incorrect API key provided.")
+                    return
+                if server.max_concurrent is not None and record.in_flight > server.max_concurrent:
+                    record.fault = "concurrency:429"
+                    ra = server.concurrent_retry_after
+                    self._error(
+                        429,
+                        f"Too many requests in flight (more than {server.max_concurrent}, injected)",
+                        {"Retry-After": ra} if ra is not None else None,
+                    )
+                    return
+                self._extra_headers, over = server._rate_limit_check(req)
+                if over is not None:
+                    record.fault = "ratelimit:429"
+                    self._error(
+                        429, "Rate limit reached for requests (injected window)", {"Retry-After": over}
+                    )
                     return
                 fault, record.fault = server._take_fault(req)
                 if server.latency > 0:
@@ -558,7 +698,10 @@ class OpenAIServer:
                 else:
                     text = server.responder(req)
                 n_images = len(image_urls(req))
-                prompt_tokens = len(prompt_text(req).split()) + 85 * n_images
+                if server.count_tokens == "openai":
+                    prompt_tokens = openai_counted_prompt_tokens(req)
+                else:
+                    prompt_tokens = len(prompt_text(req).split()) + 85 * n_images
                 completion_tokens = 0 if not text else max(1, len(text) // 4)
                 body = {
                     "id": f"chatcmpl-{len(server.requests)}",

@@ -36,8 +36,11 @@ CHAT_TEMPLATE = (
 )
 
 
-def _build_tiny_internvl(folder: Path) -> None:
-    """Save a random-weight InternVL (tiny vision tower + tiny Qwen2) with a working processor to ``folder``."""
+def _build_tiny_internvl(folder: Path, corpus: list[str] | None = None) -> None:
+    """Save a random-weight InternVL (tiny vision tower + tiny Qwen2) with a working processor to ``folder``.
+
+    ``corpus``: texts to learn BPE merges from (shorter sequences for training tests); default: bytes only.
+    """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers
     from transformers import (
@@ -53,6 +56,10 @@ def _build_tiny_internvl(folder: Path) -> None:
     tok = Tokenizer(models.BPE(vocab={ch: i for i, ch in enumerate(alphabet)}, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
+    if corpus:
+        from tokenizers import trainers
+
+        tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=1500, initial_alphabet=alphabet))
     tok.add_special_tokens(
         ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<img>", "</img>", "<IMG_CONTEXT>", "<video>"]
     )

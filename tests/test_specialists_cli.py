@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clitools import TruthResponder, metric, run_cli, sha_of_ref, sha_of_url
+from tests.clitools import USAGE, TruthResponder, metric, run_cli, sha_of_ref, sha_of_url
 from tests.openai_server import OpenAIServer, image_urls, prompt_text
 
 # the fixtures tiny_gd, tiny_pa, qsit_folder and llava come from tests/conftest.py (tests/tinymodels.py
@@ -92,8 +92,7 @@ def numbers(block: str, n_candidates: int) -> list[float]:
 
 def without_usage(results: dict, task: str) -> str:
     """A task's metrics without this run's token usage, as canonical JSON (so that NaN equals NaN)."""
-    usage = {"prompt_tokens,none", "completion_tokens,none", "cost_usd,none"}
-    return json.dumps({k: v for k, v in results["results"][task].items() if k not in usage}, sort_keys=True)
+    return json.dumps({k: v for k, v in results["results"][task].items() if k not in USAGE}, sort_keys=True)
 
 
 def unique_images(docs: dict, tasks: tuple[str, ...]) -> set[str]:

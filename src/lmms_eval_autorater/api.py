@@ -29,7 +29,7 @@ class Result:
     """One judged item: ``status`` says whether ``score`` / ``preferred`` is usable (never guessed)."""
 
     id: str
-    status: str  # "ok" | "input_error" | "parse_failure" | "api_error"
+    status: str  # "ok" | "input_error" | "parse_failure" | "api_error" | "budget_skipped"
     score: int | None = None
     #: pairwise: 1 or 2, 0 for a tie (only with swap=true, when the two orders disagree)
     preferred: int | None = None

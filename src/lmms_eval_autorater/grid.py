@@ -1,9 +1,18 @@
-"""Grid search over specialist subsets (the "Grid" rows of Table 2).
+"""Grid search over specialist subsets (the "Grid" rows of Table 2), honest and cheap.
 
-For one judge and one task, every subset of 1..3 applicable specialists is evaluated (41 for
-editing, 14 for generation). Each specialist runs once per unique input (a first pass fills the
-assessment cache, one specialist at a time); the judge's answers are cached by content, so a rerun
-makes no call at all. Metrics come from the same functions the lmms-eval tasks use.
+For one judge and one task, the subsets of 1..3 applicable specialists (41 for editing, 14 for
+generation) are searched for the best, either exhaustively or by successive halving (every subset
+on a small seeded sample of prompts/sets, the best third kept, the sample tripled, until one is
+left or the best is ahead of every other by more than the paired-bootstrap CI of the difference).
+
+``select_on`` makes the number honest: the subset is chosen on a selection part (a seeded share of
+the prompts/sets, or a validation split) and reported on the rest; the subset chosen on the
+reported docs themselves (what the paper's "+ Grid" rows do) stays in the output, labelled as
+optimistic. Subsets within noise of the best (paired bootstrap on the same docs) are marked as tied.
+
+Each specialist runs once per unique input (a first pass fills the assessment cache); the judge's
+answers are cached by content, so a rerun, or an exhaustive grid after halving, pays only for what
+was not asked yet. Metrics come from the same functions the lmms-eval tasks use.
 """
 
 from __future__ import annotations
@@ -15,10 +24,21 @@ from itertools import combinations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from lmms_eval_autorater.tasks.catalog import TASKS, task_info
 from lmms_eval_autorater.tasks.common import doc_to_request, make_record, verdict_record
 
 GRID_TASKS = tuple(TASKS)
+STRATEGIES = ("halving", "exhaustive")
+#: successive halving keeps the best 1/ETA of the subsets per round and multiplies the sample by ETA
+DEFAULT_ETA = 3
+#: the first halving round sees at least this many prompts/sets (fewer only when the data has fewer)
+DEFAULT_MIN_GROUPS = 8
+#: halving stops early (the best ahead of every other by more than the paired CI) only on a sample of at
+#: least this many prompts/sets: a bootstrap over fewer says little
+EARLY_STOP_MIN_GROUPS = 20
+OPTIMISTIC = "optimistic: selected on the data it reports"
 
 
 def subsets(codes: list[str], max_size: int = 3) -> list[tuple[str, ...]]:
@@ -28,7 +48,7 @@ def subsets(codes: list[str], max_size: int = 3) -> list[tuple[str, ...]]:
 
 @dataclass
 class GridRow:
-    """One subset's result."""
+    """One subset's result on the docs it was last evaluated on (``n_docs``; halving: round ``round``)."""
 
     subset: tuple[str, ...]
     metric: float
@@ -38,11 +58,57 @@ class GridRow:
     input_errors: int
     parse_failures: int
     api_failures: int
+    n_docs: int = 0
+    round: int | None = None  # halving: the last round it took part in (0-based); exhaustive: None
+    tied: bool = False  # within noise of the best: the paired CI of (this - best) contains 0
+    diff_to_best: float = math.nan  # this - best, on the same docs (nan: not compared)
+    diff_ci_low: float = math.nan
+    diff_ci_high: float = math.nan
+
+    def to_json(self) -> dict:
+        return {**self.__dict__, "subset": "+".join(self.subset)}
+
+
+@dataclass
+class RoundStat:
+    """One round of the search: its sample, the subsets it judged, what it kept and what it paid."""
+
+    round: int
+    n_groups: int
+    n_docs: int
+    subsets: int
+    kept: int
+    judge_calls: int
+    judge_cache_hits: int
+    note: str = ""
+
+
+@dataclass
+class HeldOut:
+    """The subset chosen on the selection part, reported on the docs it was not chosen on."""
+
+    subset: tuple[str, ...]
+    metric: float
+    ci_low: float
+    ci_high: float
+    n_docs: int
+    n_scored: int
+    input_errors: int
+    parse_failures: int
+    api_failures: int
+
+    def to_json(self) -> dict:
+        return {
+            **self.__dict__,
+            "subset": "+".join(self.subset),
+            "label": "selected on the selection part, reported on the rest",
+        }
 
 
 @dataclass
 class GridResult:
-    """The ranked rows plus the counts that show nothing ran twice."""
+    """The ranked rows, the rounds, the held-out and optimistic numbers, and the counts that show
+    what was paid (``judge_calls``) and that nothing ran twice."""
 
     task: str
     metric_name: str
@@ -52,24 +118,88 @@ class GridResult:
     unique_inputs: dict[str, int] = field(default_factory=dict)
     judge_calls: int = 0
     judge_cache_hits: int = 0
+    strategy: str = "exhaustive"
+    eta: int = DEFAULT_ETA
+    seed: int = 0
+    rounds: list[RoundStat] = field(default_factory=list)
+    #: how the selection part was made (None: the rows are selected on the data they report)
+    select_on: str | None = None
+    selection_doc_ids: list = field(default_factory=list)
+    report_doc_ids: list = field(default_factory=list)
+    held_out: HeldOut | None = None
+    #: the same search on the report part: the subset selected on the data it reports
+    optimistic: GridResult | None = None
+    #: optimistic best minus the held-out subset, paired on the report part
+    selection_bias: dict | None = None
 
     @property
     def best(self) -> GridRow | None:
         return self.rows[0] if self.rows and not math.isnan(self.rows[0].metric) else None
 
+    @property
+    def tied_with_best(self) -> list[tuple[str, ...]]:
+        """The subsets within noise of the best (the best first), or [] when the best is unique."""
+        tied = [r.subset for r in self.rows if r.tied]
+        return tied if len(tied) > 1 else []
+
+    @property
+    def label(self) -> str:
+        return "selection part" if self.select_on else OPTIMISTIC
+
     def table(self) -> str:
-        """A ranked text table; the best subset is marked with '*' (Table 2's subscript)."""
+        """A ranked text table: '*' marks a unique best (Table 2's subscript); '=' marks every subset
+        within noise of the best when there is more than one."""
         head = (
-            f"{'rank':>5}  {'subset':<12} {self.metric_name:>9}  {'95% CI':<17} {'scored':>6} "
-            f"{'input_err':>9} {'parse_fail':>10} {'api_fail':>8}"
+            f"{'rank':>5}  {'subset':<12} {self.metric_name:>9}  {'95% CI':<17} {'docs':>5} {'scored':>6} "
+            f"{'input_err':>9} {'parse_fail':>10} {'api_fail':>8} {'round':>5}  {'vs best [95% CI]'}"
         )
-        lines = [f"grid search on {self.task}: {len(self.rows)} subsets, {self.n_docs} docs", head]
+        how = self.strategy if self.strategy == "exhaustive" else f"halving, eta {self.eta}, seed {self.seed}"
+        part = f"selection part ({self.select_on})" if self.select_on else OPTIMISTIC
+        lines = [
+            f"grid search on {self.task}: {len(self.rows)} subsets, {self.n_docs} docs ({how}; {part})",
+            head,
+        ]
+        tied = set(self.tied_with_best)
         for i, r in enumerate(self.rows, start=1):
-            mark = "*" if i == 1 and self.best is not None else " "
+            mark = "=" if r.subset in tied else ("*" if i == 1 and self.best is not None else " ")
+            vs = (
+                ""
+                if math.isnan(r.diff_to_best)
+                else f"{r.diff_to_best:+.4f} [{r.diff_ci_low:+.4f}, {r.diff_ci_high:+.4f}]"
+            )
+            rnd = "" if r.round is None else str(r.round)
             lines.append(
                 f"{mark}{i:>4}  {'+'.join(r.subset):<12} {r.metric:>9.4f}  [{r.ci_low:.4f}, {r.ci_high:.4f}] "
-                f"{r.n_scored:>6} {r.input_errors:>9} {r.parse_failures:>10} {r.api_failures:>8}"
+                f"{r.n_docs:>5} {r.n_scored:>6} {r.input_errors:>9} {r.parse_failures:>10} {r.api_failures:>8} "
+                f"{rnd:>5}  {vs}"
             )
+        if tied:
+            lines.append(
+                f"= {len(tied)} subsets tied with the best: the paired bootstrap 95% CI of their difference "
+                "contains 0"
+            )
+        for st in self.rounds:
+            lines.append(
+                f"round {st.round}: {st.subsets} subsets on {st.n_docs} docs ({st.n_groups} groups), kept "
+                f"{st.kept}; judge calls {st.judge_calls}, cache hits {st.judge_cache_hits}"
+                + (f" ({st.note})" if st.note else "")
+            )
+        if self.held_out is not None:
+            h = self.held_out
+            lines.append(
+                f"selected on the selection part, reported on the other {h.n_docs} docs: {'+'.join(h.subset)} "
+                f"{self.metric_name} {h.metric:.4f} [{h.ci_low:.4f}, {h.ci_high:.4f}] (scored {h.n_scored})"
+            )
+        if self.optimistic is not None and self.optimistic.best is not None:
+            o = self.optimistic.best
+            line = (
+                f"{OPTIMISTIC} (the report part): {'+'.join(o.subset)} {o.metric:.4f} "
+                f"[{o.ci_low:.4f}, {o.ci_high:.4f}]"
+            )
+            if self.selection_bias is not None:
+                b = self.selection_bias
+                line += f"; optimistic - held out: {b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}]"
+            lines.append(line)
         lines.append(
             f"specialist invocations: {self.specialist_invocations} (unique inputs: {self.unique_inputs}); "
             f"judge calls: {self.judge_calls}, judge cache hits: {self.judge_cache_hits}"
@@ -77,25 +207,50 @@ class GridResult:
         return "\n".join(lines)
 
     def to_json(self) -> dict:
-        return {
+        out = {
             "task": self.task,
             "metric": self.metric_name,
             "n_docs": self.n_docs,
+            "strategy": self.strategy,
+            "eta": self.eta,
+            "seed": self.seed,
+            "label": self.label,
             "best": "+".join(self.best.subset) if self.best else None,
-            "rows": [{**r.__dict__, "subset": "+".join(r.subset)} for r in self.rows],
+            "tied_with_best": ["+".join(s) for s in self.tied_with_best],
+            "rows": [r.to_json() for r in self.rows],
+            "rounds": [st.__dict__ for st in self.rounds],
             "specialist_invocations": self.specialist_invocations,
             "unique_inputs": self.unique_inputs,
             "judge_calls": self.judge_calls,
             "judge_cache_hits": self.judge_cache_hits,
         }
+        if self.select_on:
+            out["split"] = {
+                "select_on": self.select_on,
+                "selection_doc_ids": self.selection_doc_ids,
+                "report_doc_ids": self.report_doc_ids,
+            }
+            out["held_out"] = self.held_out.to_json() if self.held_out else None
+            out["optimistic"] = self.optimistic.to_json() if self.optimistic else None
+            out["selection_bias"] = self.selection_bias
+        return out
 
 
 def _summary(paradigm: str, records: list[dict], n_resamples: int) -> tuple[float, float, float, dict]:
     from lmms_eval_autorater.metrics import summarize_pairwise, summarize_pointwise
 
     if paradigm == "pairwise":
-        s = summarize_pairwise(records, n_resamples=n_resamples)
-        return s["accuracy"], s["accuracy_ci_low"], s["accuracy_ci_high"], s
+        from lmms_eval_autorater.metrics.paired import accuracy_ci, record_arrays
+
+        s = summarize_pairwise(records, n_resamples=0)
+        low = high = math.nan
+        if n_resamples > 0 and s["n_scored"]:  # summarize_pairwise's CI, from per-doc sums (41 rows)
+            pred, labels, groups = record_arrays(records, paradigm)
+            ok = np.isfinite(pred)
+            low, high = accuracy_ci(
+                labels[ok], pred[ok], [g for g, k in zip(groups, ok) if k], n_resamples=n_resamples
+            )
+        return s["accuracy"], low, high, s
     s = summarize_pointwise(records, n_resamples=n_resamples)
     return s["pearson"], s["pearson_ci_low"], s["pearson_ci_high"], s
 
@@ -117,6 +272,220 @@ def count_unique_inputs(pool, code: str, reqs: list) -> int:
     )
 
 
+def split_docs(docs: list[dict], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
+    """(selection, report) doc indices: a seeded ``fraction`` of the groups (prompts or sets; a group's
+    docs stay together) to select on, the other groups to report on; each keeps the docs' order."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the selection fraction must be in (0, 1), got {fraction}")
+    groups = list(dict.fromkeys(d["group"] for d in docs))
+    if len(groups) < 2:
+        raise ValueError(f"a split needs at least 2 groups (prompts/sets); the docs have {len(groups)}")
+    order = np.random.default_rng(seed).permutation(len(groups))
+    k = min(len(groups) - 1, max(1, round(fraction * len(groups))))
+    chosen = {groups[int(j)] for j in order[:k]}
+    sel = [i for i, d in enumerate(docs) if d["group"] in chosen]
+    return sel, [i for i, d in enumerate(docs) if d["group"] not in chosen]
+
+
+def halving_schedule(n_subsets: int, n_groups: int, eta: int, min_groups: int) -> list[int]:
+    """Groups in the sample of each halving round: the last sees all ``n_groups``, each earlier one
+    1/``eta`` as many (at least ``min_groups``); as many rounds as keeping ceil(k/eta) takes to get to 1."""
+    if eta < 2:
+        raise ValueError(f"eta must be at least 2, got {eta}")
+    rounds, k = 0, n_subsets
+    while k > 1:
+        rounds, k = rounds + 1, math.ceil(k / eta)
+    rounds = max(rounds, 1)
+    return [
+        min(n_groups, max(min_groups, math.ceil(n_groups / eta ** (rounds - 1 - r)))) for r in range(rounds)
+    ]
+
+
+class _Evaluator:
+    """Judges (subset, doc) pairs once each: images checked once, one specialist pass over every doc,
+    verdicts memoised (the response cache would answer a repeat for free, but it would count a hit)."""
+
+    def __init__(self, judge: Any, task: str, docs: list[dict], n_resamples: int, seed: int) -> None:
+        from lmms_eval_autorater.judges.judge import require_some_inputs
+        from lmms_eval_autorater.specialists.registry import applicable
+
+        self.judge, self.task, self.docs = judge, task, docs
+        info = task_info(task)
+        self.paradigm, self.n_resamples, self.seed = info.paradigm, n_resamples, seed
+        self.reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
+        bad = judge.check(self.reqs)  # decoded once here; every subset's judge shares the memo
+        require_some_inputs(bad)
+        self.good = [e is None for e in bad]
+        good_reqs = [r for r, ok in zip(self.reqs, self.good) if ok]
+        self.codes = applicable(info.task_kind)
+        first = judge.with_tools(self.codes)  # creates the shared specialist pool
+        self.pool = first.pool
+        before = dict(self.pool.invocations)
+        for code in self.codes:  # one pass per specialist over all docs, then it is released
+            first.assess(code, good_reqs)
+        self.unique = {code: count_unique_inputs(self.pool, code, good_reqs) for code in self.codes}
+        self.memo: dict[tuple[tuple[str, ...], int], dict] = {}
+        self.invocations = {
+            c: n - before.get(c, 0) for c, n in self.pool.invocations.items() if n > before.get(c, 0)
+        }
+
+    def calls(self) -> tuple[int, int]:
+        stats = self.judge.completer.stats()
+        return int(stats.get("calls_made", 0)), int(stats.get("cache_hits", 0))
+
+    def records(self, subset: tuple[str, ...], idx: list[int]) -> list[dict]:
+        todo = [i for i in idx if self.good[i] and (subset, i) not in self.memo]
+        if todo:
+            verdicts = self.judge.with_tools(list(subset)).judge_all([self.reqs[i] for i in todo])
+            for i, v in zip(todo, verdicts):
+                self.memo[(subset, i)] = verdict_record(self.docs[i], v, self.paradigm)
+        return [
+            self.memo[(subset, i)]
+            if self.good[i]
+            else make_record(self.docs[i], self.paradigm, "input_error", None)
+            for i in idx
+        ]
+
+    def metric(self, subset: tuple[str, ...], idx: list[int]) -> float:
+        return _summary(self.paradigm, self.records(subset, idx), 0)[0]
+
+    def row(self, subset: tuple[str, ...], idx: list[int], rnd: int | None) -> GridRow:
+        value, low, high, s = _summary(self.paradigm, self.records(subset, idx), self.n_resamples)
+        return GridRow(
+            subset,
+            value,
+            low,
+            high,
+            int(s["n_scored"]),
+            int(s["input_errors"]),
+            int(s["parse_failures"]),
+            int(s["api_failures"]),
+            n_docs=len(idx),
+            round=rnd,
+        )
+
+    def paired(self, a: tuple[str, ...], b: tuple[str, ...], idx: list[int]):
+        """``metric(a) - metric(b)`` on the docs ``idx``, prompt/set-clustered paired bootstrap."""
+        from lmms_eval_autorater.metrics.paired import paired_records
+
+        return paired_records(
+            self.records(a, idx),
+            self.records(b, idx),
+            self.paradigm,
+            n_resamples=max(self.n_resamples, 1),
+            seed=self.seed,
+        )
+
+
+def _ranked(ev: _Evaluator, cands: list[tuple[str, ...]], idx: list[int]) -> list[tuple[float, tuple]]:
+    """(metric, subset) best first; nan last; equal metrics keep registry order."""
+    scored = [(ev.metric(s, idx), s) for s in cands]
+    return sorted(scored, key=lambda ms: (math.isnan(ms[0]), -ms[0] if not math.isnan(ms[0]) else 0.0))
+
+
+def _progress(items: list, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, unit="subset", leave=False, disable=None)
+
+
+def _search(
+    ev: _Evaluator,
+    idx: list[int],
+    strategy: str,
+    *,
+    max_size: int,
+    eta: int,
+    min_groups: int,
+) -> tuple[list[GridRow], list[RoundStat]]:
+    """The rows (best first, ties marked) and rounds of one search over the docs ``idx``."""
+    cands = subsets(ev.codes, max_size)
+    rounds: list[RoundStat] = []
+    if strategy == "exhaustive":
+        calls0, hits0 = ev.calls()
+        rows = [ev.row(s, idx, None) for s in _progress(cands, f"grid {ev.task}")]
+        rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
+        calls1, hits1 = ev.calls()
+        n_groups = len({ev.docs[i]["group"] for i in idx})
+        rounds.append(
+            RoundStat(0, n_groups, len(idx), len(cands), len(cands), calls1 - calls0, hits1 - hits0)
+        )
+        _mark_ties(ev, rows, idx)
+        return rows, rounds
+    if strategy != "halving":
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+
+    groups = list(dict.fromkeys(ev.docs[i]["group"] for i in idx))
+    order = [groups[int(j)] for j in np.random.default_rng(ev.seed).permutation(len(groups))]
+    rank_of = {g: k for k, g in enumerate(order)}
+    schedule = halving_schedule(len(cands), len(groups), eta, min_groups)
+    last: dict[tuple[str, ...], tuple[int, list[int]]] = {}  # subset -> (round, docs) it was last judged on
+    alive = list(cands)
+    final_idx = idx
+    for rnd, n_groups in enumerate(schedule):
+        sample = [i for i in idx if rank_of[ev.docs[i]["group"]] < n_groups]
+        calls0, hits0 = ev.calls()
+        for s in _progress(alive, f"grid {ev.task} round {rnd}"):
+            ev.records(s, sample)
+            last[s] = (rnd, sample)
+        ranked = _ranked(ev, alive, sample)
+        calls1, hits1 = ev.calls()
+        full = n_groups == len(groups)
+        note, keep = "", max(1, math.ceil(len(alive) / eta))
+        if full:
+            keep, note = len(alive), "all docs: ranked as they are"
+        elif n_groups >= EARLY_STOP_MIN_GROUPS and all(
+            ev.paired(ranked[0][1], s, sample).ci_low > 0 for _, s in ranked[1:]
+        ):  # the best is ahead of every other by more than the CI of the difference
+            keep, note = 1, "the best is ahead of the rest by more than their CIs"
+        rounds.append(
+            RoundStat(rnd, n_groups, len(sample), len(alive), keep, calls1 - calls0, hits1 - hits0, note)
+        )
+        alive = [s for _, s in ranked[:keep]]
+        if full:
+            final_idx = sample
+            break
+        if keep == 1:  # stopped early: the winner is judged on every doc, so its row reports them all
+            calls0, hits0 = ev.calls()
+            ev.records(alive[0], idx)
+            last[alive[0]] = (rnd + 1, idx)
+            calls1, hits1 = ev.calls()
+            rounds.append(
+                RoundStat(
+                    rnd + 1,
+                    len(groups),
+                    len(idx),
+                    1,
+                    1,
+                    calls1 - calls0,
+                    hits1 - hits0,
+                    "the winner on all docs",
+                )
+            )
+            break
+    rows = [ev.row(s, docs, rnd) for s, (rnd, docs) in last.items()]
+    # later rounds first (they survived longer), then by metric; registry order breaks exact ties
+    rows.sort(
+        key=lambda r: (-(r.round or 0), math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0)
+    )
+    top_round = rows[0].round
+    finalists = [r for r in rows if r.round == top_round]
+    _mark_ties(ev, finalists, final_idx if len(finalists) > 1 else idx)
+    return rows, rounds
+
+
+def _mark_ties(ev: _Evaluator, rows: list[GridRow], idx: list[int]) -> None:
+    """Mark the rows (best first, all judged on ``idx``) within noise of the best, by a paired bootstrap."""
+    if not rows or math.isnan(rows[0].metric):
+        return
+    best = rows[0]
+    best.tied, best.diff_to_best, best.diff_ci_low, best.diff_ci_high = True, 0.0, 0.0, 0.0
+    for r in rows[1:]:
+        d = ev.paired(r.subset, best.subset, idx)
+        r.diff_to_best, r.diff_ci_low, r.diff_ci_high = d.diff, d.ci_low, d.ci_high
+        r.tied = d.within_noise and not math.isnan(r.metric)
+
+
 def run_grid(
     judge: Any,
     task: str,
@@ -125,70 +494,103 @@ def run_grid(
     limit: int | None = None,
     n_resamples: int = 1000,
     docs: list[dict] | None = None,
+    strategy: str = "exhaustive",
+    select_on: float | None = None,
+    selection_docs: list[dict] | None = None,
+    selection_split: str = "separate",
+    seed: int = 0,
+    eta: int = DEFAULT_ETA,
+    min_groups: int = DEFAULT_MIN_GROUPS,
 ) -> GridResult:
-    """Evaluate every subset for ``judge`` (from ``judges.factory.build_judge``) on ``task``.
+    """Search the subsets for ``judge`` (from ``judges.factory.build_judge``) on ``task``.
 
-    Images are checked once: a doc whose image does not decode is an input error in every row and is
-    never sent. Each subset's judge shares the backend, the caches and the specialist pool.
+    ``strategy``: "exhaustive" (every subset on every doc) or "halving". ``select_on`` (a fraction of
+    the groups, seeded) or ``selection_docs`` (the ``selection_split``, e.g. validation; ``docs`` are
+    then reported on):
+    choose on the selection part, report the winner on the rest, and run the same search on the rest
+    for the optimistic number. Images are checked once: a doc whose image does not decode is an input
+    error in every row and is never sent. Each subset's judge shares the backend, caches and pool.
     """
-    from lmms_eval_autorater.judges.judge import require_some_inputs
-    from lmms_eval_autorater.specialists.registry import applicable
-    from lmms_eval_autorater.tasks.catalog import build_docs
-
     info = task_info(task)
-    paradigm = info.paradigm
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+    if select_on is not None and selection_docs is not None:
+        raise ValueError("give select_on (a fraction) or selection_docs (a split), not both")
     if docs is None:
+        from lmms_eval_autorater.tasks.catalog import build_docs
+
         docs = build_docs(task)
     if limit is not None:
         docs = docs[:limit]
+        selection_docs = None if selection_docs is None else selection_docs[:limit]
     if not docs:
         raise ValueError(f"task {task!r} has no docs")
-    reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
-    bad = judge.check(reqs)  # decoded once here; every subset's judge shares the memo
-    require_some_inputs(bad)
-    good = [i for i, e in enumerate(bad) if e is None]
-    good_reqs = [reqs[i] for i in good]
-    codes = applicable(info.task_kind)
-    first = judge.with_tools(codes)  # creates the shared specialist pool
-    pool = first.pool
-    for code in codes:  # one pass per specialist over all docs, then it is released
-        first.assess(code, good_reqs)
-    unique = {code: count_unique_inputs(pool, code, good_reqs) for code in codes}
-    rows = []
-    for subset in subsets(codes, max_size):
-        verdicts = judge.with_tools(list(subset)).judge_all(good_reqs)
-        by_doc = dict(zip(good, verdicts))
-        records = [
-            verdict_record(d, by_doc[i], paradigm)
-            if i in by_doc
-            else make_record(d, paradigm, "input_error", None)
-            for i, d in enumerate(docs)
-        ]
-        value, low, high, s = _summary(paradigm, records, n_resamples)
-        rows.append(
-            GridRow(
-                subset,
-                value,
-                low,
-                high,
-                int(s["n_scored"]),
-                int(s["input_errors"]),
-                int(s["parse_failures"]),
-                int(s["api_failures"]),
-            )
-        )
-    rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
-    stats = judge.completer.stats()
-    return GridResult(
+    how = None
+    if selection_docs is not None:
+        if not selection_docs:
+            raise ValueError(f"task {task!r}: the selection split has no docs")
+        all_docs = list(selection_docs) + list(docs)
+        sel = list(range(len(selection_docs)))
+        rep = list(range(len(selection_docs), len(all_docs)))
+        how = f"the {selection_split} split"
+    else:
+        all_docs = list(docs)
+        sel, rep = list(range(len(all_docs))), []
+        if select_on is not None:
+            sel, rep = split_docs(all_docs, select_on, seed)
+            how = f"{select_on:g} of the groups, seed {seed}"
+    ev = _Evaluator(judge, task, all_docs, n_resamples, seed)
+    calls0, hits0 = ev.calls()
+    kw = {"max_size": max_size, "eta": eta, "min_groups": min_groups}
+    rows, rounds = _search(ev, sel, strategy, **kw)
+    result = GridResult(
         task=task,
         metric_name=info.metric,
         rows=rows,
-        n_docs=len(docs),
-        specialist_invocations=dict(pool.invocations),
-        unique_inputs=unique,
-        judge_calls=int(stats.get("calls_made", 0)),
-        judge_cache_hits=int(stats.get("cache_hits", 0)),
+        n_docs=len(sel),
+        strategy=strategy,
+        eta=eta,
+        seed=seed,
+        rounds=rounds,
+        select_on=how,
     )
+    if rep and result.best is not None:
+        result.selection_doc_ids = [all_docs[i]["doc_id"] for i in sel]
+        result.report_doc_ids = [all_docs[i]["doc_id"] for i in rep]
+        w = ev.row(result.best.subset, rep, None)
+        result.held_out = HeldOut(
+            w.subset,
+            w.metric,
+            w.ci_low,
+            w.ci_high,
+            len(rep),
+            w.n_scored,
+            w.input_errors,
+            w.parse_failures,
+            w.api_failures,
+        )
+        o_calls, o_hits = ev.calls()
+        o_rows, o_rounds = _search(ev, rep, strategy, **kw)
+        o_calls1, o_hits1 = ev.calls()
+        result.optimistic = GridResult(
+            task=task,
+            metric_name=info.metric,
+            rows=o_rows,
+            n_docs=len(rep),
+            strategy=strategy,
+            eta=eta,
+            seed=seed,
+            rounds=o_rounds,
+            judge_calls=o_calls1 - o_calls,
+            judge_cache_hits=o_hits1 - o_hits,
+        )
+        if result.optimistic.best is not None:
+            result.selection_bias = ev.paired(result.optimistic.best.subset, w.subset, rep).to_json()
+    calls1, hits1 = ev.calls()
+    result.specialist_invocations = ev.invocations
+    result.unique_inputs = ev.unique
+    result.judge_calls, result.judge_cache_hits = calls1 - calls0, hits1 - hits0
+    return result
 
 
 def write(result: GridResult, path: str | Path) -> None:
@@ -199,7 +601,19 @@ def write(result: GridResult, path: str | Path) -> None:
 
 # -- the ``grid`` command ------------------------------------------------------------------------
 
-HELP = "evaluate every subset of 1..3 specialists for a judge on a task"
+HELP = "search the subsets of 1..3 specialists for a judge on a task (halving or exhaustive, held out)"
+
+
+def _fraction_or_split(value: str) -> float | str:
+    try:
+        f = float(value)
+    except ValueError:
+        return value
+    if not 0.0 < f < 1.0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"a selection fraction must be in (0, 1), got {value}")
+    return f
 
 
 def add_arguments(parser: Any) -> None:
@@ -214,7 +628,47 @@ def add_arguments(parser: Any) -> None:
         "--limit", type=int, default=None, help="first N docs only (for trials, not for results)"
     )
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="halving",
+        help="halving: successive halving over the subsets (a fraction of the calls); exhaustive: all of them",
+    )
+    parser.add_argument(
+        "--select_on",
+        type=_fraction_or_split,
+        default=None,
+        metavar="FRACTION|SPLIT",
+        help="choose the subset on this share of the prompts/sets (seeded) or on this split (validation) "
+        "and report it on the rest; without it the grid is selected on the data it reports (optimistic)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split and of the halving samples")
+    parser.add_argument("--eta", type=int, default=DEFAULT_ETA, help="halving keeps 1/eta per round")
+    parser.add_argument(
+        "--min_groups", type=int, default=DEFAULT_MIN_GROUPS, help="prompts/sets in the first halving round"
+    )
     parser.add_argument("--output", default=None, help="write the ranked grid as JSON here")
+
+
+def _split_docs(task: str, split: str) -> tuple[list[dict], list[dict]]:
+    """(selection docs of ``split``, the task's docs), or a CommandError where the split is not there."""
+    import inspect
+
+    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.tasks import catalog
+
+    if "split" not in inspect.signature(catalog.build_docs).parameters:
+        raise CommandError(
+            f"--select_on {split}: splits are not available yet (tasks.catalog.build_docs has no split=); "
+            "use a fraction, e.g. --select_on 0.5"
+        )
+    if split == "test":
+        raise CommandError("--select_on test: the test split is what the grid reports on; select on another")
+    try:
+        selection = catalog.build_docs(task, split=split)
+    except ValueError as exc:  # the task has no such split
+        raise CommandError(f"--select_on {split}: {exc}") from exc
+    return selection, catalog.build_docs(task)
 
 
 def run(args: Any) -> int:
@@ -228,10 +682,35 @@ def run(args: Any) -> int:
     model_args = parse_model_args(args.model_args)
     if "tools" in model_args:
         raise CommandError("--model_args must not set tools: the grid chooses the subsets")
+    if args.eta < 2 or args.min_groups < 1:
+        raise CommandError(f"--eta must be >= 2 and --min_groups >= 1; got {args.eta} and {args.min_groups}")
+    select_on = getattr(args, "select_on", None)
+    docs = selection_docs = None
+    split = "separate"
+    if isinstance(select_on, str):
+        selection_docs, docs = _split_docs(args.task, select_on)
+        split, select_on = select_on, None
     judge = build_judge(args.model, model_args)
-    result = run_grid(
-        judge, args.task, max_size=args.max_size, limit=args.limit, n_resamples=args.n_resamples
-    )
+    try:
+        result = run_grid(
+            judge,
+            args.task,
+            max_size=args.max_size,
+            limit=args.limit,
+            n_resamples=args.n_resamples,
+            docs=docs,
+            strategy=args.strategy,
+            select_on=select_on,
+            selection_docs=selection_docs,
+            selection_split=split,
+            seed=args.seed,
+            eta=args.eta,
+            min_groups=args.min_groups,
+        )
+    except ValueError as exc:
+        if "groups" in str(exc) or "selection" in str(exc):
+            raise CommandError(str(exc)) from exc
+        raise
     print(result.table())
     if args.output:
         write(result, args.output)

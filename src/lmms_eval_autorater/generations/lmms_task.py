@@ -152,6 +152,10 @@ def agg_api_failures(records: list[dict]) -> float:
     return _count(records, "api_error")
 
 
+def agg_budget_skipped(records: list[dict]) -> float:
+    return _count(records, "budget_skipped")
+
+
 agg_cost_usd = pointwise_aggregation("cost_usd")
 agg_prompt_tokens = pointwise_aggregation("prompt_tokens")
 agg_completion_tokens = pointwise_aggregation("completion_tokens")

@@ -31,7 +31,7 @@ FORMATS = (".jsonl", ".csv", ".parquet")
 #: output columns, in order (``specialists`` and ``usage`` are JSON strings in CSV and parquet)
 COLUMNS = ("id", "prompt", "image", "source", "score", "status", "analysis", "error", "specialists", "usage")
 JSON_COLUMNS = ("specialists", "usage")
-STATUSES = ("ok", "input_error", "parse_failure", "api_error")
+STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
 
 
@@ -211,6 +211,7 @@ def summarize(rows: list[dict], n_resamples: int = 1000) -> dict:
         "input_errors": count["input_error"],
         "parse_failures": count["parse_failure"],
         "api_failures": count["api_error"],
+        "budget_skipped": count["budget_skipped"],
         "n_resamples": n_resamples,
     }
 
@@ -221,6 +222,11 @@ def summary_line(s: dict) -> str:
         f"scored {s['n_scored']} of {s['n']}: mean {s['mean']:.2f} "
         f"(95% CI {s['ci_low']:.2f}-{s['ci_high']:.2f}); input errors {s['input_errors']}, "
         f"parse failures {s['parse_failures']}, API failures {s['api_failures']}"
+        + (
+            f", budget_skipped {s['budget_skipped']} (max_cost_usd reached)"
+            if s.get("budget_skipped")
+            else ""
+        )
     )
 
 

@@ -129,6 +129,8 @@ class JudgeConfig:
     specialist_batch_size: int = 8
     backend: dict[str, Any] = field(default_factory=dict)
     runner: dict[str, Any] = field(default_factory=dict)
+    #: API judges: send prompts as Batch API jobs (``judges/batch``) instead of direct calls
+    batch: bool = False
     #: the arguments as given (for result metadata)
     args: dict[str, Any] = field(default_factory=dict)
 
@@ -181,6 +183,7 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
 def _api_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
     key_env = kw.get("api_key_env", preset.key_env)
     max_retries = kw.get("max_retries")
+    cfg.batch = as_bool("batch", kw.get("batch", False))
     cfg.backend = {
         "model": kw.get("model") or preset.model,
         "base_url": kw.get("base_url") or preset.base_url,
@@ -201,8 +204,12 @@ def _api_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
         raise ModelArgError(
             f"model argument token_param={cfg.backend['token_param']!r}: expected max_tokens or max_completion_tokens"
         )
+    concurrency = kw.get("concurrency", "auto")
     cfg.runner = {
-        "concurrency": as_int("concurrency", kw.get("concurrency", 16), 1),
+        # "auto" (default): adaptive, AIMD (judges/runner.py); an integer pins it
+        "concurrency": "auto"
+        if str(concurrency).lower() == "auto"
+        else as_int("concurrency", concurrency, 1),
         "max_retries": None if max_retries in (None, "", "none") else as_int("max_retries", max_retries, 0),
         "retry_budget": as_float("retry_budget", kw.get("retry_budget", 600.0)),
         "final_round": as_bool("final_round", kw.get("final_round", True)),
@@ -210,6 +217,20 @@ def _api_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
     }
     if cfg.runner["retry_budget"] <= 0:
         raise ModelArgError(f"model argument retry_budget={kw.get('retry_budget')!r}: must be > 0 seconds")
+    max_cost = as_opt_float("max_cost_usd", kw.get("max_cost_usd"))
+    if max_cost is not None:
+        from lmms_eval_autorater.judges import prices
+
+        if not max_cost >= 0:
+            raise ModelArgError(f"model argument max_cost_usd={kw.get('max_cost_usd')!r}: must be >= 0 USD")
+        b = cfg.backend
+        if prices.cost_usd({}, b["model"], b["price_per_mtok_in"], b["price_per_mtok_out"]) is None:
+            raise ModelArgError(
+                f"model argument max_cost_usd={max_cost:g}: no price is known for model {b['model']!r}, so "
+                "nothing could be counted against the budget; pass price_in= and price_out= (USD per million "
+                "tokens)"
+            )
+        cfg.runner["max_cost_usd"] = max_cost
 
 
 def _local_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
@@ -251,12 +272,24 @@ def build_backend(cfg: JudgeConfig) -> Any:
 
 
 def build_completer(cfg: JudgeConfig, backend: Any, *, progress: bool = True) -> Any:
-    """The cached ``complete_all`` over ``backend``: concurrent with retries (API) or batched (local)."""
+    """The cached ``complete_all`` over ``backend``: concurrent with retries (API), batch jobs (API with
+    ``batch=true``, ``judges/batch``) or batched generation (local)."""
     cache = None
     if cfg.cache:
         from lmms_eval_autorater.judges.cache import ResponseCache
 
         cache = ResponseCache(cfg.cache_file("responses.sqlite"))
+    if cfg.kind == "api" and cfg.batch:
+        from lmms_eval_autorater.judges.batch import LEDGER_FILE, build_batch_completer
+
+        return build_batch_completer(
+            backend,
+            cache=cache,
+            ledger_path=cfg.cache_file(LEDGER_FILE),
+            progress=progress,
+            retry_budget=cfg.runner["retry_budget"],
+            max_cost_usd=cfg.runner.get("max_cost_usd"),
+        )
     if cfg.kind == "api":
         from lmms_eval_autorater.judges.pipeline import ApiCompleter
 

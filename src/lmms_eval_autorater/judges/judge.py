@@ -17,7 +17,14 @@ from loguru import logger
 from lmms_eval_autorater.images import ImageError, load_image
 from lmms_eval_autorater.judges import contract
 from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt
-from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest, Verdict
+from lmms_eval_autorater.judges.types import (
+    BackendError,
+    BudgetSkippedError,
+    ChatPrompt,
+    Completion,
+    JudgeRequest,
+    Verdict,
+)
 from lmms_eval_autorater.specialists.types import Assessment
 
 #: prompts -> completions or errors, same order (API runner or local batched generation)
@@ -34,6 +41,8 @@ class JudgeStats:
     input_errors: int = 0
     parse_failures: int = 0
     api_failures: int = 0
+    #: docs not judged because ``max_cost_usd`` was reached (neither answers nor failures)
+    budget_skipped: int = 0
     selection_failures: int = 0
     swap_flips: int = 0
     tools_selected: dict[str, int] = field(default_factory=dict)
@@ -132,6 +141,8 @@ def _completion_meta(c: Completion) -> dict:
 
 def to_verdict(result: Completion | BackendError, paradigm: str) -> Verdict:
     """Parse one backend result into a verdict, keeping the raw text and the failure reason."""
+    if isinstance(result, BudgetSkippedError):
+        return Verdict(status="budget_skipped", error=str(result), meta={"budget_skipped": True})
     if isinstance(result, BackendError):
         return Verdict(status="api_error", error=str(result), meta={"http_status": result.status})
     parsed = (
@@ -288,7 +299,9 @@ class Judge:
         for req, res in zip(reqs, results):
             if isinstance(res, BackendError):
                 chosen.append(None)
-                info.append({"auto_error": str(res)})
+                info.append(
+                    {"auto_error": str(res), "auto_budget_skipped": isinstance(res, BudgetSkippedError)}
+                )
                 continue
             parsed = contract.parse_tool_selection(res.text, self.applicable(req.task_kind))
             if not parsed.ok:
@@ -343,6 +356,8 @@ class Judge:
         for i, c in enumerate(chosen):
             if c is None:  # the Auto pass failed: the sample fails, it is not judged without tools
                 status = "api_error" if "auto_error" in select_info[i] else "parse_failure"
+                if select_info[i].get("auto_budget_skipped"):
+                    status = "budget_skipped"
                 err = (
                     select_info[i].get("auto_error")
                     or f"tool selection: {select_info[i].get('auto_parse_failure')}"
@@ -391,6 +406,14 @@ class Judge:
             elif v.status == "api_error":
                 self.stats.api_failures += 1
                 logger.error(f"autorater: API failure on {req.doc_key}: {v.error}")
+            elif v.status == "budget_skipped":
+                self.stats.budget_skipped += 1
+        skipped = sum(v.status == "budget_skipped" for v in out)
+        if skipped:
+            logger.warning(
+                f"autorater: the budget (max_cost_usd) stopped the run: {skipped} of {len(out)} doc(s) not "
+                "judged, counted in budget_skipped; a rerun with a larger max_cost_usd continues from the cache"
+            )
         return out
 
     def _verdict_prompt(self, req: JudgeRequest) -> ChatPrompt:

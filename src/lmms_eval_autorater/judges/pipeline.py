@@ -13,6 +13,11 @@ from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completio
 from lmms_eval_autorater.specialists.types import Assessment
 
 
+def api_cache_key(backend: Any, prompt: ChatPrompt) -> str:
+    """The response-cache key of ``prompt`` for an API backend: direct and batch calls share it."""
+    return ResponseCache.key(backend.name, backend.model, TEMPLATE_VERSION, prompt, backend.gen_params())
+
+
 class ApiCompleter:
     """``complete_all`` for an API backend: response cache, bounded concurrency, retries, cost per answer."""
 
@@ -21,17 +26,26 @@ class ApiCompleter:
         backend: Any,
         *,
         cache: ResponseCache | None,
-        concurrency: int = 16,
+        concurrency: int | str = "auto",
         max_retries: int | None = None,
         retry_budget: float = 600.0,
         final_round: bool = True,
         backoff_base: float = 1.0,
         progress: bool = True,
+        max_cost_usd: float | None = None,
     ) -> None:
-        from lmms_eval_autorater.judges.runner import CallRunner
+        from lmms_eval_autorater.judges.runner import CallRunner, conservative_prompt_tokens
 
         self.backend = backend
         self.cache = cache
+        if (
+            max_cost_usd is not None
+            and backend.cost_usd({"prompt_tokens": 1, "completion_tokens": 1}) is None
+        ):
+            raise ValueError(
+                f"max_cost_usd={max_cost_usd:g} needs a price for model {backend.model!r}, which the price "
+                "table does not list: pass price_in= and price_out= (USD per million tokens)"
+            )
         self.runner = CallRunner(
             backend.call,
             cache=cache,
@@ -42,13 +56,18 @@ class ApiCompleter:
             backoff_base=backoff_base,
             progress_desc=f"judge {backend.model}",
             progress=progress,
+            max_cost_usd=max_cost_usd,
+            cost_fn=backend.cost_usd,
+            # the budget reserves, per request in flight, an upper bound of its prompt plus max_tokens
+            estimate_fn=lambda p: (
+                conservative_prompt_tokens(p),
+                int(getattr(backend, "max_tokens", 0) or 0),
+            ),
         )
 
     def key(self, prompt: ChatPrompt) -> str:
         """The response-cache key of ``prompt`` for this backend and its generation settings."""
-        return ResponseCache.key(
-            self.backend.name, self.backend.model, TEMPLATE_VERSION, prompt, self.backend.gen_params()
-        )
+        return api_cache_key(self.backend, prompt)
 
     def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
         results = self.runner.run([(self.key(p), p) for p in prompts])
@@ -59,8 +78,8 @@ class ApiCompleter:
         return results
 
     def stats(self) -> dict:
-        """Calls, cache hits, retries, failures and tokens of this run."""
-        return self.runner.stats()
+        """Calls, cache hits, retries, failures and tokens of this run; budget skips and concurrency."""
+        return self.runner.stats() | self.runner.gate_stats()
 
 
 class LocalCompleter:

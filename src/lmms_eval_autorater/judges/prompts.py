@@ -86,6 +86,28 @@ def build_verdict_prompt(req: JudgeRequest, evidence: str = "") -> ChatPrompt:
     return ChatPrompt(system=SYSTEM, parts=tuple(parts), json_schema=schema, schema_name=f"{kind}_verdict")
 
 
+#: the teacher's hint (rationale synthesis, ``training/synthesize.py``); recorded in each manifest
+TEACHER_VERSION = "autorater-teacher-v1"
+_TEACHER_HINT = (
+    "For this sample the human judgement is known: {label}. Write the analysis a careful expert would "
+    "write from the request, the images{evidence} that leads to this judgement, then give exactly this "
+    "judgement as your answer. Write as if you reached it yourself: do not mention that you were told "
+    "it, and do not refer to labels, annotators or a ground truth."
+)
+
+
+def build_teacher_prompt(req: JudgeRequest, evidence: str, label_text: str) -> ChatPrompt:
+    """The verdict prompt plus a hint stating the human label, asking for the analysis that leads to it."""
+    verdict = build_verdict_prompt(req, evidence)
+    hint = _TEACHER_HINT.format(
+        label=label_text, evidence=" and the specialist measurements" if evidence else ""
+    )
+    parts = (*verdict.parts[:-1], hint, verdict.parts[-1])
+    return ChatPrompt(
+        system=verdict.system, parts=parts, json_schema=verdict.json_schema, schema_name=verdict.schema_name
+    )
+
+
 def build_selection_prompt(req: JudgeRequest, tool_menu: str, applicable: list[str]) -> ChatPrompt:
     """First pass of Auto: the judge sees the sample and the menu of specialists and picks what it needs."""
     from lmms_eval_autorater.judges import contract

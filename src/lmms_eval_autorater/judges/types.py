@@ -12,7 +12,8 @@ from lmms_eval_autorater.specialists.types import Assessment
 
 TaskKind = Literal["generation", "editing"]
 Paradigm = Literal["pointwise", "pairwise"]
-Status = Literal["ok", "input_error", "parse_failure", "api_error"]
+#: ``budget_skipped``: not sent because ``max_cost_usd`` was reached (neither an answer nor a failure)
+Status = Literal["ok", "input_error", "parse_failure", "api_error", "budget_skipped"]
 
 
 @dataclass(frozen=True)
@@ -59,15 +60,25 @@ class Completion:
     usage: dict = field(default_factory=dict)
     cached: bool = False
     finish_reason: str | None = None
+    #: the HTTP response headers (lower-case names) where the backend has them; never cached
+    headers: dict = field(default_factory=dict, repr=False, compare=False)
 
 
 class BackendError(Exception):
     """A call that failed for good (retries exhausted, or a non-retryable 4xx)."""
 
-    def __init__(self, message: str, *, status: int | None = None, retryable: bool = False):
+    def __init__(
+        self, message: str, *, status: int | None = None, retryable: bool = False, headers: dict | None = None
+    ):
         super().__init__(message)
         self.status = status
         self.retryable = retryable
+        #: the HTTP response headers (lower-case names) of the failed attempt, where there was a response
+        self.headers = dict(headers or {})
+
+
+class BudgetSkippedError(BackendError):
+    """A prompt not sent because sending it could pass ``max_cost_usd``: counted as ``budget_skipped``."""
 
 
 @dataclass

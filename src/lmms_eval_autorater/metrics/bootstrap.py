@@ -70,8 +70,14 @@ def bootstrap_ci(
             idx = order[pos]
             stats[b] = statistic(*(a[idx] for a in arrs))
 
+    return percentile_interval(stats, confidence)
+
+
+def percentile_interval(stats: np.ndarray, confidence: float = 0.95) -> tuple[float, float]:
+    """The percentile interval of resampled statistics: nan ones skipped, (nan, nan) if fewer than half
+    are finite (``bootstrap_ci``'s last step, shared with vectorised bootstraps such as ``metrics.paired``)."""
     finite = stats[np.isfinite(stats)]
-    if finite.size == 0 or 2 * finite.size < n_resamples:
+    if finite.size == 0 or 2 * finite.size < stats.size:
         return float("nan"), float("nan")
     alpha = 1.0 - confidence
     low, high = np.percentile(finite, [100.0 * alpha / 2.0, 100.0 * (1.0 - alpha / 2.0)])

@@ -10,17 +10,18 @@ from .bootstrap import bootstrap_ci
 from .correlation import _validate, kendall, pearson, spearman
 from .pairwise import TIE_POLICIES, TiePolicy, pairwise_accuracy
 
-STATUSES = ("ok", "input_error", "parse_failure", "api_error")
+#: ``budget_skipped``: not judged because the cost budget was reached (counted apart, neither scored nor failed)
+STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
 
 
-def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], int, int, int]:
-    """Split record indices into scored ones and count input errors, parse and API failures.
+def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], int, int, int, int]:
+    """Split record indices into scored ones and count input errors, parse and API failures, budget skips.
 
     A record is scored when its status is "ok" and ``usable(pred)``; status "ok" with an unusable pred
     counts as a parse failure. Unknown statuses raise ValueError naming the index.
     """
     scored: list[int] = []
-    input_errors = parse_failures = api_failures = 0
+    input_errors = parse_failures = api_failures = budget_skipped = 0
     for i, rec in enumerate(records):
         status = rec.get("status")
         if status not in STATUSES:
@@ -29,11 +30,13 @@ def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], in
             input_errors += 1
         elif status == "api_error":
             api_failures += 1
+        elif status == "budget_skipped":
+            budget_skipped += 1
         elif status == "parse_failure" or not usable(rec.get("pred")):
             parse_failures += 1
         else:
             scored.append(i)
-    return scored, input_errors, parse_failures, api_failures
+    return scored, input_errors, parse_failures, api_failures, budget_skipped
 
 
 def _coverage(n_scored: int, n_total: int) -> float:
@@ -53,7 +56,9 @@ def summarize_pairwise(
     """
     if tie_policy not in TIE_POLICIES:
         raise ValueError(f"tie_policy must be one of {TIE_POLICIES}, got {tie_policy!r}")
-    scored, input_errors, parse_failures, api_failures = _triage(records, lambda p: p is not None)
+    scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(
+        records, lambda p: p is not None
+    )
     labels = [records[i]["label"] for i in scored]
     preds = [records[i]["pred"] for i in scored]
     groups = [records[i]["group"] for i in scored]
@@ -77,6 +82,7 @@ def summarize_pairwise(
         "input_errors": input_errors,
         "parse_failures": parse_failures,
         "api_failures": api_failures,
+        "budget_skipped": budget_skipped,
         "predicted_ties": sum(1 for p in preds if p == 0),
         "coverage": _coverage(len(scored), len(records)),
         "tie_policy": tie_policy,
@@ -102,7 +108,7 @@ def summarize_pointwise(
     Only records with status "ok" and a finite numeric pred are scored; the rest are counted as failures.
     ``n_resamples=0`` skips the CI (reported as nan).
     """
-    scored, input_errors, parse_failures, api_failures = _triage(records, _usable_score)
+    scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(records, _usable_score)
     targets = [records[i]["target"] for i in scored]
     preds = [float(records[i]["pred"]) for i in scored]
     groups = [records[i]["group"] for i in scored]
@@ -121,5 +127,6 @@ def summarize_pointwise(
         "input_errors": input_errors,
         "parse_failures": parse_failures,
         "api_failures": api_failures,
+        "budget_skipped": budget_skipped,
         "coverage": _coverage(len(scored), len(records)),
     }

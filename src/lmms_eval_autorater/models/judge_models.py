@@ -35,14 +35,29 @@ class AutoraterJudgeBase(lmms):
         for inst in requests:
             _, _, _, doc_id, task, split = inst.args
             reqs.append(doc_to_request(self.task_dict[task][split][doc_id], task, doc_id))
+        estimates = self._estimate(reqs)
         verdicts = self.judge.judge_all(reqs)
+        for v, e in zip(verdicts, estimates or []):
+            v.meta["estimate"] = e  # recorded beside what was spent (results: estimated_usd next to cost_usd)
         stats = self.judge.stats
         logger.info(
             f"autorater: {stats.requests} docs judged; {stats.input_errors} input errors, "
-            f"{stats.parse_failures} parse failures, {stats.api_failures} API failures; "
+            f"{stats.parse_failures} parse failures, {stats.api_failures} API failures, "
+            f"{stats.budget_skipped} budget_skipped; "
             f"backend {self.judge.completer.stats()}"
         )
         return [encode_verdict(v, r.paradigm) for v, r in zip(verdicts, reqs)]
+
+    def _estimate(self, reqs: list) -> list[dict] | None:
+        """Per doc, what the run is estimated to spend (``judges.estimate``), made before anything is sent;
+        None for a local judge, or when the estimate itself fails (logged; the run goes on)."""
+        from lmms_eval_autorater.judges.estimate import estimate_requests
+
+        try:
+            return estimate_requests(self.judge, reqs)
+        except Exception as exc:  # the estimate is advice: a failure of it must not stop the judging
+            logger.warning(f"autorater: no cost estimate for this run ({type(exc).__name__}: {exc})")
+            return None
 
     def loglikelihood(self, requests):
         raise NotImplementedError("AutoRater judges generate verdicts; loglikelihood tasks are not supported")

@@ -8,6 +8,7 @@ Nothing here imports a model or lmms-eval.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 
@@ -57,7 +58,55 @@ def task_info(name: str) -> TaskInfo:
     return TASKS[name]
 
 
-def build_docs(name: str) -> list[dict]:
-    """Every doc of task ``name`` (reads ``$AUTORATER_DATA_DIR`` or the hub)."""
+#: tasks whose builder takes another split (``build_docs(name, split=...)``): the ImageReward ones
+SPLITS: dict[str, tuple[str, ...]] = {
+    "imagereward_pair": ("test", "validation", "train"),
+    "imagereward_point": ("test", "validation", "train"),
+}
+
+
+def build_docs(name: str, split: str | None = None) -> list[dict]:
+    """Every doc of task ``name`` (reads ``$AUTORATER_DATA_DIR`` or the hub); ``split`` None: the test split.
+
+    Another split (``validation`` for selection, ``train``) exists for the tasks in ``SPLITS``.
+    """
     module, func = task_info(name).builder.split(":")
-    return list(getattr(importlib.import_module(module), func)())
+    builder = getattr(importlib.import_module(module), func)
+    if split is None or split == "test":
+        return list(builder())
+    if split not in SPLITS.get(name, ()):
+        raise ValueError(
+            f"task {name!r} has no split {split!r}; splits: {', '.join(SPLITS.get(name, ('test',)))}"
+        )
+    return list(builder(split=split))
+
+
+#: what ``docs_hash`` covers: each doc's identity, bootstrap cluster and human truth (not image paths,
+#: which differ between machines)
+HASHED_FIELDS = ("doc_id", "group", "label", "target")
+
+
+def docs_hash(docs: Iterable[Mapping]) -> str:
+    """``sha256:<hex>`` of a doc set (docs or per-doc records): the same set gives the same hash on any machine.
+
+    Order-free: one canonical JSON line per doc (id and group as strings, label as int, target as float),
+    sorted, so a submission's records and the local docs from ``build_docs`` can be compared.
+    """
+    import hashlib
+    import json
+
+    lines = []
+    for d in docs:
+        label, target, group = d.get("label"), d.get("target"), d.get("group")
+        lines.append(
+            json.dumps(
+                [
+                    str(d["doc_id"]),
+                    None if group is None else str(group),
+                    None if label is None else int(label),
+                    None if target is None else float(target),
+                ]
+            )
+        )
+    digest = hashlib.sha256("\n".join(sorted(lines)).encode("utf-8")).hexdigest()
+    return f"sha256:{digest}"

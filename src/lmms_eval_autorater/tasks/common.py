@@ -143,6 +143,7 @@ def make_record(doc: dict, paradigm: str, status: str, value, meta: dict | None 
         "status": status if status != "ok" or ok else "parse_failure",
         "usage": meta.get("usage"),
         "cached": bool(meta.get("cached")),
+        "estimated_usd": (meta.get("estimate") or {}).get("usd"),
     }
     if paradigm == "pairwise":
         rec.update(label=int(doc["label"]), pred=value if ok else None, flipped=meta.get("swap_flipped"))
@@ -174,9 +175,12 @@ def pointwise_record(doc: dict, results: Sequence[str]) -> dict:
 
 
 #: counts every task reports next to its metric: what was scored and each kind of failure
-COUNT_METRICS = ("n_scored", "input_errors", "parse_failures", "api_failures")
+#: (``budget_skipped``: docs not judged because ``max_cost_usd`` was reached: neither answers nor failures)
+COUNT_METRICS = ("n_scored", "input_errors", "parse_failures", "api_failures", "budget_skipped")
 #: what a run spent
 USAGE_METRICS = ("cost_usd", "prompt_tokens", "completion_tokens")
+#: what the judge estimated, before sending, that the run would spend (``judges.estimate``), beside cost_usd
+ESTIMATE_METRICS = ("estimated_usd",)
 PAIRWISE_METRICS = (
     "accuracy",
     "accuracy_ci_low",
@@ -185,6 +189,7 @@ PAIRWISE_METRICS = (
     "predicted_ties",
     "flip_rate",
     *USAGE_METRICS,
+    *ESTIMATE_METRICS,
 )
 POINTWISE_METRICS = (
     "pearson",
@@ -194,6 +199,7 @@ POINTWISE_METRICS = (
     "kendall",
     *COUNT_METRICS,
     *USAGE_METRICS,
+    *ESTIMATE_METRICS,
 )
 
 
@@ -244,6 +250,18 @@ def _usage_sum(records: list[dict], key: str) -> float | None:
     return total
 
 
+def _estimate_sum(records: list[dict]) -> float | None:
+    """The run's estimated USD: the per-doc estimates summed; None when any doc has none (a local judge,
+    a foreign model, an unknown price)."""
+    total = 0.0
+    for r in records:
+        value = r.get("estimated_usd")
+        if value is None:
+            return None
+        total += float(value)
+    return total
+
+
 def _flip_rate(records: list[dict]) -> float:
     flags = [r["flipped"] for r in records if r.get("flipped") is not None]
     return float(sum(flags) / len(flags)) if flags else float("nan")
@@ -255,6 +273,8 @@ def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     def aggregate(records: list[dict]) -> float | None:
         if name in USAGE_METRICS:
             return _usage_sum(records, name)
+        if name in ESTIMATE_METRICS:
+            return _estimate_sum(records)
         if name == "flip_rate":
             return _flip_rate(records)
         summary = _pairwise_summary(_freeze(records, ("label", "pred", "status", "group")))
@@ -270,6 +290,8 @@ def pointwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     def aggregate(records: list[dict]) -> float | None:
         if name in USAGE_METRICS:
             return _usage_sum(records, name)
+        if name in ESTIMATE_METRICS:
+            return _estimate_sum(records)
         summary = _pointwise_summary(_freeze(records, ("target", "pred", "status", "group")))
         return float(summary[name])
 

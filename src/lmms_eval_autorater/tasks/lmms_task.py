@@ -30,11 +30,30 @@ def _docs(task: str, data_dir: str) -> tuple[dict, ...]:
     return tuple(build_docs(task))
 
 
+def _versions() -> dict[str, str | None]:
+    """The plugin's, lmms-eval's and transformers' installed versions (None where not installed), and the
+    judge's output-parser and prompt-template versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {}
+    for name in ("lmms_eval_autorater", "lmms_eval", "transformers"):
+        try:
+            out[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            out[name] = None
+    from lmms_eval_autorater.judges.contract import PARSER_VERSION
+    from lmms_eval_autorater.judges.prompts import TEMPLATE_VERSION
+
+    return {**out, "parser": PARSER_VERSION, "prompt": TEMPLATE_VERSION}
+
+
 class AutoraterTask(ConfigurableTask):
     """A ConfigurableTask whose docs come from the catalog's builder instead of ``datasets.load_dataset``."""
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = {k: v for k, v in (config or {}).items() if k != "class"}
+        # the versions that produced the run, copied by lmms-eval into the results file (reports/runs.py)
+        config["metadata"] = {**(config.get("metadata") or {}), "versions": _versions()}
         super().__init__(config=config, **kwargs)
 
     def download(self, dataset_kwargs=None) -> None:

@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     import torch
 
 _TRUTHY = {"1", "true", "yes", "on"}
+#: at most this many 448px tiles per image (plus a thumbnail) unless ``max_patches=`` says otherwise
+DEFAULT_MAX_PATCHES = 6
 _DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
 
 
@@ -51,6 +53,48 @@ def _file_identity(path: Path, chunk: int = 1 << 16) -> bytes:
     return h.digest()
 
 
+def chat_messages(prompt: ChatPrompt) -> tuple[list[dict], list[Any]]:
+    """Chat messages (system, then one user turn interleaving ``{"type": "image"}`` and text parts) and the
+    decoded PIL images in order: what the backend sends at inference and ``train`` trains on, one function."""
+    from PIL import Image
+
+    content: list[dict] = []
+    images: list[Any] = []
+    for part in prompt.parts:
+        if isinstance(part, ChatImage):
+            try:
+                img = Image.open(io.BytesIO(part.data))
+                img.load()
+            except OSError as e:  # PIL's UnidentifiedImageError is an OSError
+                raise BackendError(f"undecodable {part.mime} image: {e}") from e
+            images.append(img.convert("RGB"))
+            content.append({"type": "image"})
+        else:
+            content.append({"type": "text", "text": str(part)})
+    messages: list[dict] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
+    messages.append({"role": "user", "content": content})
+    return messages, images
+
+
+def tiling_kwargs(
+    crop_to_patches: bool | None = None,
+    min_patches: int | None = None,
+    max_patches: int | None = DEFAULT_MAX_PATCHES,
+) -> dict[str, Any]:
+    """The image processor settings that differ from the checkpoint's own (None keeps the processor's value):
+    passed as ``images_kwargs`` at inference and set on ``processor.image_processor`` for training."""
+    kw: dict[str, Any] = {}
+    if crop_to_patches is not None:
+        kw["crop_to_patches"] = crop_to_patches
+    if min_patches is not None:
+        kw["min_patches"] = min_patches
+    if max_patches is not None:
+        kw["max_patches"] = max_patches
+    return kw
+
+
 class InternVLBackend:
     """InternVL (``-hf``) judge backend: ``generate(list[ChatPrompt]) -> list[Completion]``, loaded lazily.
 
@@ -71,7 +115,7 @@ class InternVLBackend:
         attn_implementation: str | None = None,
         crop_to_patches: bool | None = None,
         min_patches: int | None = None,
-        max_patches: int | None = 6,
+        max_patches: int | None = DEFAULT_MAX_PATCHES,
         revision: str | None = None,
     ) -> None:
         if batch_size < 1:
@@ -240,37 +284,11 @@ class InternVLBackend:
 
     @staticmethod
     def _messages(prompt: ChatPrompt) -> tuple[list[dict], list[Any]]:
-        """Chat messages (system, then one user turn interleaving images and text) and the decoded PIL images."""
-        from PIL import Image
-
-        content: list[dict] = []
-        images: list[Any] = []
-        for part in prompt.parts:
-            if isinstance(part, ChatImage):
-                try:
-                    img = Image.open(io.BytesIO(part.data))
-                    img.load()
-                except OSError as e:  # PIL's UnidentifiedImageError is an OSError
-                    raise BackendError(f"undecodable {part.mime} image: {e}") from e
-                images.append(img.convert("RGB"))
-                content.append({"type": "image"})
-            else:
-                content.append({"type": "text", "text": str(part)})
-        messages: list[dict] = []
-        if prompt.system:
-            messages.append({"role": "system", "content": [{"type": "text", "text": prompt.system}]})
-        messages.append({"role": "user", "content": content})
-        return messages, images
+        """Chat messages and decoded images of ``prompt`` (see ``chat_messages``, shared with training)."""
+        return chat_messages(prompt)
 
     def _images_kwargs(self) -> dict[str, Any]:
-        kw: dict[str, Any] = {}
-        if self.crop_to_patches is not None:
-            kw["crop_to_patches"] = self.crop_to_patches
-        if self.min_patches is not None:
-            kw["min_patches"] = self.min_patches
-        if self.max_patches is not None:
-            kw["max_patches"] = self.max_patches
-        return kw
+        return tiling_kwargs(self.crop_to_patches, self.min_patches, self.max_patches)
 
     def build_inputs(self, prompts: list[ChatPrompt]) -> Any:
         """Tokenized, left-padded model inputs (a ``BatchFeature`` on CPU) for one batch of prompts."""

@@ -186,6 +186,24 @@ class OpenAIChatBackend:
             }
         return kwargs
 
+    @property
+    def client(self) -> Any:
+        """The ``openai.OpenAI`` client (the Batch API path uses its ``files`` and ``batches``)."""
+        return self._client
+
+    def completion_from_body(self, body: dict) -> Completion:
+        """A ``Completion`` from a chat-completion JSON body (a Batch API or ``vllm run-batch`` output
+        line), parsed exactly as a direct answer; raises ``BackendError`` for a body that is not one."""
+        from openai.types.chat import ChatCompletion
+
+        if not isinstance(body, dict):
+            raise self._error(f"unreadable response: not a JSON object: {str(body)[:200]!r}", None, True)
+        return self._completion(ChatCompletion.construct(**body))
+
+    def scrub(self, text: str) -> str:
+        """``text`` with the API key replaced by ``***`` (for messages of other modules)."""
+        return self._scrub(text)
+
     def __call__(self, prompt: ChatPrompt) -> Completion:
         return self.call(prompt)
 
@@ -198,12 +216,18 @@ class OpenAIChatBackend:
         import openai
 
         kwargs = self.request_kwargs(prompt)  # outside the try: an error here is a bug, not the API's
+        headers: dict = {}
         try:
-            response = self._client.chat.completions.create(**kwargs)
+            # the raw response carries the headers (x-ratelimit-*: read by CallRunner's adaptive concurrency)
+            raw = self._client.chat.completions.with_raw_response.create(**kwargs)
+            headers = _lower_headers(raw.headers)
+            response = raw.parse()
         except openai.APIStatusError as exc:
             raise self._status_error(exc) from None
         except openai.APITimeoutError:
-            raise self._error(f"request timed out after {self.timeout:g}s", None, True) from None
+            err = self._error(f"request timed out after {self.timeout:g}s", None, True)
+            err.timeout = True  # type: ignore[attr-defined]  # congestion, for CallRunner's AIMD
+            raise err from None
         except openai.APIConnectionError as exc:
             raise self._connection_error(exc.__cause__ or exc) from None
         except openai.APIError as exc:  # e.g. a body that fails response validation
@@ -212,7 +236,13 @@ class OpenAIChatBackend:
             raise self._error(f"unreadable response: {type(exc).__name__}: {exc}", None, True) from None
         except _transport_errors() as exc:  # httpx errors or socket errors that got past the client
             raise self._connection_error(exc) from None
-        return self._completion(response)
+        try:
+            completion = self._completion(response)
+        except BackendError as err:
+            err.headers = headers
+            raise
+        completion.headers = headers
+        return completion
 
     def _connection_error(self, cause: BaseException) -> BackendError:
         if type(cause).__name__ in ("UnsupportedProtocol", "InvalidURL"):  # never transient
@@ -296,7 +326,9 @@ class OpenAIChatBackend:
         if status == 429 or status in RETRYABLE_STATUSES or status >= 500:
             what = "rate limited (429)" if status == 429 else f"server error {status}"
             hint = f", Retry-After {retry_after:g}s" if retry_after is not None else ""
-            return self._error(f"{what}{hint}: {detail}", status, True, retry_after)
+            err = self._error(f"{what}{hint}: {detail}", status, True, retry_after)
+            err.headers = _lower_headers(headers)
+            return err
         if self._key_source is None:
             env = "(no key configured: api_key_env=None and $OPENAI_API_KEY unset)"
             auth = (
@@ -318,6 +350,14 @@ class OpenAIChatBackend:
             422: f"unprocessable request (422), not retried: {detail}",
         }
         return self._error(messages.get(status, f"HTTP {status}, not retried: {detail}"), status, False)
+
+
+def _lower_headers(headers: Any) -> dict:
+    """Response headers as a plain dict with lower-case names (empty when there are none)."""
+    try:
+        return {str(k).lower(): str(v) for k, v in headers.items()}
+    except AttributeError:
+        return {}
 
 
 def _str_or_none(value: object) -> str | None:

@@ -58,23 +58,29 @@ def build_pairs(
     return pairs, stats
 
 
-def dataset_root() -> Path:
-    """Local snapshot if ``$AUTORATER_DATA_DIR`` is set, else the hub (cached by huggingface_hub)."""
+def dataset_root(split: str = SPLIT) -> Path:
+    """Local snapshot if ``$AUTORATER_DATA_DIR`` is set, else the hub (cached by huggingface_hub).
+
+    ``split``: test (the task), or train / validation (training sources, selection)."""
     base = data_dir()
     if base is not None:
         root = base / "ImageRewardDB"
-        check_paths_exist({"metadata": root / f"metadata-{SPLIT}.parquet"}, LAYOUT)
+        if split != SPLIT and not (root / f"metadata-{split}.parquet").exists():
+            raise DataError(
+                f"no {split} split: {root / f'metadata-{split}.parquet'} is missing\nExpected layout:\n{LAYOUT}"
+            )
+        check_paths_exist({"metadata": root / f"metadata-{split}.parquet"}, LAYOUT)
         return root
     return hub_snapshot(
-        HUB_REPO, allow_patterns=[f"metadata-{SPLIT}.parquet", f"images/{SPLIT}/*"], layout=LAYOUT
+        HUB_REPO, allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*"], layout=LAYOUT
     )
 
 
-def read_metadata(root: Path) -> list[dict]:
-    """Rows of ``metadata-test.parquet`` in file order, checked for the needed columns."""
+def read_metadata(root: Path, split: str = SPLIT) -> list[dict]:
+    """Rows of ``metadata-<split>.parquet`` in file order, checked for the needed columns."""
     import pandas as pd
 
-    path = root / f"metadata-{SPLIT}.parquet"
+    path = root / f"metadata-{split}.parquet"
     frame = pd.read_parquet(path)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
@@ -88,11 +94,11 @@ def read_metadata(root: Path) -> list[dict]:
     return rows
 
 
-def image_index(root: Path) -> dict[str, str]:
+def image_index(root: Path, split: str = SPLIT) -> dict[str, str]:
     """File name -> reference for the split's images (zips or extracted files)."""
     from lmms_eval_autorater.images import index_images
 
-    folder = root / "images" / SPLIT
+    folder = root / "images" / split
     if not folder.is_dir():
         folder = root / "images"
     if not folder.is_dir():
@@ -147,14 +153,16 @@ def pair_docs(
     return docs, stats
 
 
-def build_docs() -> list[dict]:
-    """imagereward_pair: 6,399 different-rank pairs from 466 prompts of the test split."""
+def build_docs(split: str = SPLIT) -> list[dict]:
+    """imagereward_pair: 6,399 different-rank pairs from 466 prompts of the test split (or ``split``'s)."""
     from lmms_eval_autorater.tasks.common import log_construction
 
-    root = dataset_root()
-    docs, stats = pair_docs(read_metadata(root), image_index(root), f"{root}/metadata-{SPLIT}.parquet")
+    root = dataset_root(split)
+    docs, stats = pair_docs(
+        read_metadata(root, split), image_index(root, split), f"{root}/metadata-{split}.parquet"
+    )
     log_construction(
-        "imagereward_pair",
+        "imagereward_pair" if split == SPLIT else f"imagereward_pair ({split})",
         f"{stats.prompts} prompts, {stats.images} images -> {stats.pairs} pairs with different rank; "
         f"{stats.same_rank_pairs} same-rank pairs excluded",
     )

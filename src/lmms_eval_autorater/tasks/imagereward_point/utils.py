@@ -38,9 +38,12 @@ def point_docs(rows: list[dict], index: dict[str, str], source: str = "metadata-
     return docs
 
 
-def build_docs() -> list[dict]:
-    """imagereward_point: the 2,720 test images with their overall rating."""
-    root = dataset_root()
-    docs = point_docs(read_metadata(root), image_index(root), f"{root}/metadata-{SPLIT}.parquet")
-    log_construction("imagereward_point", f"{len(docs)} images with overall_rating")
+def build_docs(split: str = SPLIT) -> list[dict]:
+    """imagereward_point: the 2,720 test images with their overall rating (or ``split``'s images)."""
+    root = dataset_root(split)
+    docs = point_docs(
+        read_metadata(root, split), image_index(root, split), f"{root}/metadata-{split}.parquet"
+    )
+    name = "imagereward_point" if split == SPLIT else f"imagereward_point ({split})"
+    log_construction(name, f"{len(docs)} images with overall_rating")
     return docs
