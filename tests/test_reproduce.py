@@ -138,3 +138,27 @@ def test_resume_skips_finished_jobs_and_failures_are_named(tmp_path):
     state = execute(jobs, tmp_path, runner=_fake_lmms_eval(calls, metric="pearson"))
     assert "task psr has no accuracy" in state["jobs"]["b"]["reason"]
     assert state["jobs"]["a"]["status"] == "done"
+
+
+def test_a_column_without_data_is_skipped_and_the_row_runs_on_the_rest(
+    no_keys_offline, monkeypatch, tmp_path
+):
+    """No PSR copy: the GPT-4o row still runs on the three public benchmarks, PSR listed as skipped."""
+    import shutil
+
+    from lmms_eval_autorater.reports.reproduce import check_jobs
+
+    root = tmp_path / "data"
+    shutil.copytree(
+        no_keys_offline, root, ignore=shutil.ignore_patterns("psr")
+    )  # the shared copy stays whole
+    monkeypatch.setenv("AUTORATER_DATA_DIR", str(root))
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    [job] = check_jobs(plan_jobs(["GPT-4o"]), estimate=False)
+    assert not job.blockers
+    assert job.tasks == ["imagereward_pair", "imagereward_point", "aigiqa"]
+    assert list(job.skipped_tasks) == ["psr"] and "not public" in job.skipped_tasks["psr"]
+    assert (
+        job.command(Path("o"))[job.command(Path("o")).index("--tasks") + 1]
+        == "imagereward_pair,imagereward_point,aigiqa"
+    )

@@ -87,14 +87,23 @@ def as_opt_float(name: str, value) -> float | None:
     return None if value in (None, "") else as_float(name, value)
 
 
-def parse_model_args(text: str | None) -> dict[str, str]:
-    """``key=value,key=value`` (lmms-eval's ``--model_args`` syntax) -> a dict of strings."""
+def parse_model_args(text: str | dict | None, *, strict: bool = True) -> dict[str, str]:
+    """``key=value,key=value`` (lmms-eval's ``--model_args`` syntax) -> a dict of strings.
+
+    ``strict=False`` (reading other tools' results files) keeps a bare ``key`` as ``key=""``; a dict is
+    taken as already parsed.
+    """
+    if isinstance(text, dict):
+        return {str(k): str(v) for k, v in text.items()}
     out: dict[str, str] = {}
     for item in (text or "").split(","):
         item = item.strip()
         if not item:
             continue
         key, sep, value = item.partition("=")
+        if not strict:
+            out[key.strip()] = value.strip()
+            continue
         if not sep or not key.strip():
             raise ModelArgError(f"--model_args item {item!r}: expected key=value (items joined by commas)")
         out[key.strip()] = value.strip()

@@ -333,6 +333,12 @@ class Judge:
                 per_req[i].extend(assessments)
         return [replace(r, assessments=tuple(a)) for r, a in zip(reqs, per_req)]
 
+    def with_assessments(self, reqs: Sequence[JudgeRequest]) -> list[JudgeRequest]:
+        """``reqs`` with the chosen specialists' assessments attached, exactly as the judge attaches them
+        before its verdict pass (inputs must already be checked; rationale synthesis uses this)."""
+        chosen, _ = self._select(list(reqs))
+        return self._attach_assessments(list(reqs), chosen)
+
     # -- main -----------------------------------------------------------------------------
     def judge_all(self, reqs: Sequence[JudgeRequest]) -> list[Verdict]:
         """One verdict per request, in order; the second Auto pass and swaps are batched too."""

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.table import row_spec
 
@@ -57,6 +58,8 @@ class Job:
     batch_size: int | None = None
     limit: int | None = None
     blockers: list[str] = field(default_factory=list)
+    #: columns of this row that cannot run here (task -> why); the row runs on the rest
+    skipped_tasks: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     estimate: dict[str, Any] | None = None
     estimate_note: str | None = None
@@ -187,7 +190,7 @@ def _specialists(job: Job) -> list[str]:
     from lmms_eval_autorater.specialists.registry import applicable
     from lmms_eval_autorater.tasks.catalog import TASKS
 
-    args = dict(p.split("=", 1) for p in job.model_args.split(",") if "=" in p)
+    args = parse_model_args(job.model_args, strict=False)
     if job.model not in JUDGE_MODELS:
         return []
     tools = parse_tools(args.get("tools", "none"))
@@ -242,7 +245,7 @@ def check_jobs(jobs: list[Job], estimate: bool = True) -> list[Job]:
         preset = PRESETS.get(job.model)
         if preset and preset.key_env and not os.environ.get(preset.key_env):
             job.blockers.append(f"needs ${preset.key_env} (not set)")
-        args = dict(p.split("=", 1) for p in job.model_args.split(",") if "=" in p)
+        args = parse_model_args(job.model_args, strict=False)
         for key in WEIGHT_ARGS:
             if key in args and args[key]:
                 blocker, note = _check_weights(args[key], key)
@@ -258,8 +261,14 @@ def check_jobs(jobs: list[Job], estimate: bool = True) -> list[Job]:
                 job.notes.append(
                     f"specialist {code} ({ref}): its weights are found when it loads (not checked)"
                 )
-        missing = [reason for t in job.tasks if (reason := _check_data(t, docs))]
-        job.blockers += missing
+        for task in list(job.tasks):
+            reason = _check_data(task, docs)
+            if reason:
+                job.skipped_tasks[task] = reason
+                job.tasks.remove(task)
+        if not job.tasks:
+            job.blockers += [f"{t}: {why}" for t, why in job.skipped_tasks.items()]
+            job.tasks = list(job.skipped_tasks)
         if estimate:
             _estimate(job, docs)
     return jobs
@@ -281,7 +290,7 @@ def _estimate(job: Job, docs: dict[str, list[dict]]) -> None:
     except ImportError as exc:
         job.estimate_note = f"n/a: judges.estimate not importable ({exc})"
         return
-    args = dict(p.split("=", 1) for p in job.model_args.split(",") if "=" in p)
+    args = parse_model_args(job.model_args, strict=False)
     try:
         job.estimate = estimate_run(job.model, args, job.tasks, job.limit, docs=docs)
     except Exception as exc:  # the estimate is advice: its failure is shown, not fatal
@@ -434,6 +443,9 @@ def print_plan(jobs: list[Job], out: Path) -> None:
         print(f"[{status}] {job.row} | {','.join(job.tasks)} | {job.model} {job.model_args}".rstrip())
         for reason in job.blockers:
             print(f"         skipped: {reason}")
+        if not job.blockers:
+            for task, reason in job.skipped_tasks.items():
+                print(f"         column {task} skipped: {reason}")
         for note in job.notes:
             print(f"         note: {note}")
         print(f"         judge calls / cost: {_fmt_estimate(job)}")

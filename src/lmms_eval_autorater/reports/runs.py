@@ -29,25 +29,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.tasks.common import COUNT_METRICS, USAGE_METRICS
 
 
 class RunsError(ValueError):
     """A results or samples file that cannot be read as a run; the message names the file."""
-
-
-def parse_model_args(text: str | dict | None) -> dict[str, str]:
-    """``"a=1,b=x"`` as ``{"a": "1", "b": "x"}`` (values kept as the strings the user typed)."""
-    if isinstance(text, dict):
-        return {str(k): str(v) for k, v in text.items()}
-    out: dict[str, str] = {}
-    for part in (text or "").split(","):
-        part = part.strip()
-        if not part:
-            continue
-        key, sep, value = part.partition("=")
-        out[key.strip()] = value.strip() if sep else ""
-    return out
 
 
 @dataclass
@@ -262,7 +249,7 @@ def _load_results(path: Path) -> Run:
     return Run(
         path=path,
         model=str(config["model"]),
-        model_args=parse_model_args(config.get("model_args")),
+        model_args=parse_model_args(config.get("model_args"), strict=False),
         date=date,
         versions=versions,
         tasks=tasks,

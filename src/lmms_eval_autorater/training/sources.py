@@ -280,32 +280,14 @@ def _aigiqa_test_names(csv_root: Path) -> set[str] | None:
 
 def aigiqa_docs(path: Path, index: dict[str, str]) -> list[dict]:
     """One doc per row of ``info_train.csv`` (name, prompt, mos); the group is the prompt."""
-    from lmms_eval_autorater.tasks.aigiqa.utils import read_csv
+    from lmms_eval_autorater.tasks.aigiqa.utils import read_mos_table
 
-    header, rows = read_csv(path)
-    cols = {"name": 0, "prompt": 1, "mos": 2}
-    if header is not None:
-        cols = {k: header.index(k) for k in cols if k in header}
-        if len(cols) < 3:
-            raise DataError(f"{path}: header {header} lacks name, prompt or mos")
-    docs, seen = [], set()
-    for line, row in rows:
-        where = f"{path} line {line}"
-        if len(row) <= max(cols.values()):
-            raise DataError(f"{where}: expected columns name, prompt, mos; got {len(row)} cell(s)")
-        name = row[cols["name"]].strip()
-        try:
-            mos = float(row[cols["mos"]])
-        except ValueError as exc:
-            raise DataError(
-                f"{where} (image {name!r}): field 'mos' is not a number: {row[cols['mos']]!r}"
-            ) from exc
-        if name in seen:
-            raise DataError(f"{where}: field 'name': image {name!r} listed twice")
-        seen.add(name)
+    docs = []
+    for name, (prompt, mos, line) in read_mos_table(path).items():  # the test task's own reader
         if name not in index:
-            raise DataError(f"{where}: field 'name': image {name!r} not found among the AIGIQA images")
-        prompt = row[cols["prompt"]]
+            raise DataError(
+                f"{path} line {line}: field 'name': image {name!r} not found among the AIGIQA images"
+            )
         docs.append(
             make_doc(
                 doc_id=name,
@@ -323,7 +305,7 @@ def aigiqa_docs(path: Path, index: dict[str, str]) -> list[dict]:
 def build_aigiqa(split: str, max_samples: int | None, seed: int) -> SourceBuild:
     """``aigiqa`` train docs from ``info_train.csv`` and the images."""
     from lmms_eval_autorater.images import index_images
-    from lmms_eval_autorater.tasks.aigiqa.utils import HUB_CSV_REPO, _modelscope_images
+    from lmms_eval_autorater.tasks.aigiqa.utils import HUB_CSV_REPO, modelscope_images
 
     info = SOURCES["aigiqa"]
     _check_split(info, split)
@@ -338,7 +320,7 @@ def build_aigiqa(split: str, max_samples: int | None, seed: int) -> SourceBuild:
         csv_root = hub_snapshot(
             HUB_CSV_REPO, allow_patterns=["info_train.csv", "info_test.csv"], layout=LAYOUTS["aigiqa"]
         )
-        image_root = _modelscope_images()
+        image_root = modelscope_images()
     path = csv_root / "info_train.csv"
     docs = aigiqa_docs(path, index_images(image_root))
     available = len(docs)

@@ -146,8 +146,7 @@ def synthesize_docs(
                 out.rejected_ids.append({"id": d["doc_id"], "reason": "input_error", "detail": str(p)})
         ready = []
         if good:
-            chosen, _ = judge._select([reqs[i] for i in good])
-            ready = judge._attach_assessments([reqs[i] for i in good], chosen)
+            ready = judge.with_assessments([reqs[i] for i in good])
         prompts, meta = [], []
         for i, req in zip(good, ready):
             d = part[i]

@@ -19,7 +19,12 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from lmms_eval_autorater.judges.batch.protocol import JobStatus, LineError, line_status_retryable
+from lmms_eval_autorater.judges.batch.protocol import (
+    JobStatus,
+    LineError,
+    keyed_records,
+    line_status_retryable,
+)
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
 
 log = logging.getLogger(__name__)
@@ -127,19 +132,7 @@ def parse_response_lines(
     lines: Iterable[str | bytes], requested_model: str
 ) -> Iterator[tuple[str, Completion | LineError]]:
     """(key, answer or error) per line of a Gemini batch responses file."""
-    for raw in lines:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            log.warning("gemini batch output: skipped a line that is not JSON: %r", raw[:200])
-            continue
-        key = rec.get("key") if isinstance(rec, dict) else None
-        if not isinstance(key, str):
-            log.warning("gemini batch output: skipped a line without key: %r", raw[:200])
-            continue
+    for key, rec in keyed_records(lines, "key", "gemini batch output"):
         if rec.get("error"):
             yield key, _line_error(rec["error"])
             continue

@@ -15,7 +15,12 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from lmms_eval_autorater.judges.batch.protocol import JobStatus, LineError, line_status_retryable
+from lmms_eval_autorater.judges.batch.protocol import (
+    JobStatus,
+    LineError,
+    keyed_records,
+    line_status_retryable,
+)
 from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion
 
 log = logging.getLogger(__name__)
@@ -54,19 +59,7 @@ def parse_output_lines(
     Lines that were never answered (``batch_expired``, ``batch_cancelled``) are left out: the caller
     resubmits them. A body that is not a chat completion is a retryable line error.
     """
-    for raw in lines:
-        raw = raw.strip()
-        if not raw:
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            log.warning("batch output: skipped a line that is not JSON: %r", raw[:200])
-            continue
-        custom_id = rec.get("custom_id") if isinstance(rec, dict) else None
-        if not isinstance(custom_id, str):
-            log.warning("batch output: skipped a line without custom_id: %r", raw[:200])
-            continue
+    for custom_id, rec in keyed_records(lines, "custom_id", "batch output"):
         error = rec.get("error")
         response = rec.get("response") or {}
         if error:

@@ -8,7 +8,9 @@ direct backends do.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+import logging
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -19,6 +21,27 @@ State = Literal["running", "completed", "expired", "cancelled", "failed"]
 
 #: HTTP statuses of a failed line worth asking again in a new batch
 RETRYABLE_LINE_STATUSES = frozenset({408, 409, 429})
+
+
+log = logging.getLogger(__name__)
+
+
+def keyed_records(lines: Iterable[str | bytes], id_field: str, what: str) -> Iterator[tuple[str, dict]]:
+    """(id, record) per JSON line of a batch output file; blank lines skipped, unreadable ones logged and skipped."""
+    for raw in lines:
+        raw = raw.strip()
+        if not raw:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            log.warning("%s: skipped a line that is not JSON: %r", what, raw[:200])
+            continue
+        key = rec.get(id_field) if isinstance(rec, dict) else None
+        if not isinstance(key, str):
+            log.warning("%s: skipped a line without %s: %r", what, id_field, raw[:200])
+            continue
+        yield key, rec
 
 
 def line_status_retryable(status: int | None) -> bool:

@@ -118,7 +118,7 @@ def _modelscope_failure(reason: str) -> DataError:
     )
 
 
-def _modelscope_images() -> Path:
+def modelscope_images() -> Path:
     """The AIGIQA images from ModelScope (the optional ``modelscope`` package, extra ``[data]``)."""
     try:
         from modelscope.hub.snapshot_download import snapshot_download
@@ -152,7 +152,7 @@ def build_docs() -> list[dict]:
         csv_root, image_root = root, root / "images"
     else:
         csv_root = hub_snapshot(HUB_CSV_REPO, allow_patterns=["data.csv", "info_test.csv"], layout=LAYOUT)
-        image_root = _modelscope_images()
+        image_root = modelscope_images()
     docs = split_docs(
         read_mos_table(csv_root / "data.csv"),
         read_names(csv_root / "info_test.csv"),
