@@ -52,13 +52,20 @@ OPERATIONAL_ARGS = frozenset(
 SECRET_MARKERS = ("api_key", "token", "secret", "password")
 #: the baselines are released checkpoints
 OPEN_BASELINES = frozenset({"hpsv3", "imagereward", "qsit"})
+
+
 #: the Hugging Face dataset id and pretty name of each task (for the model-index metadata)
-HF_DATASETS = {
-    "psr": ("psr", "PSR (editing preferences; not public)"),
-    "imagereward_pair": ("THUDM/ImageRewardDB", "ImageRewardDB test pairs"),
-    "imagereward_point": ("THUDM/ImageRewardDB", "ImageRewardDB test images"),
-    "aigiqa": ("strawhat/aigciqa-20k", "AIGIQA-20K test"),
-}
+def _hf_datasets() -> dict[str, tuple[str, str]]:
+    """task -> (hub dataset id, pretty name) for model-index metadata; the ids are the tasks' own."""
+    from lmms_eval_autorater.tasks.aigiqa.utils import HUB_CSV_REPO
+    from lmms_eval_autorater.tasks.imagereward_pair.utils import HUB_REPO
+
+    return {
+        "psr": ("psr", "PSR (editing preferences; not public)"),
+        "imagereward_pair": (HUB_REPO, "ImageRewardDB test pairs"),
+        "imagereward_point": (HUB_REPO, "ImageRewardDB test images"),
+        "aigiqa": (HUB_CSV_REPO, "AIGIQA-20K test"),
+    }
 
 
 def _num(x: Any) -> float | int | None:
@@ -283,7 +290,7 @@ def model_index(sub: Mapping) -> dict:
 
     results = []
     for task, entry in sub["tasks"].items():
-        dataset_id, dataset_name = HF_DATASETS[task]
+        dataset_id, dataset_name = _hf_datasets()[task]
         one = metadata_eval_result(
             model_pretty_name=sub["model"]["name"],
             task_pretty_name="Image assessment (AutoRater)",
@@ -313,7 +320,7 @@ def push(sub: Mapping, model_id: str) -> int:
         raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
     n = 0
     for task, entry in sub["tasks"].items():
-        dataset_id, dataset_name = HF_DATASETS[task]
+        dataset_id, dataset_name = _hf_datasets()[task]
         value = entry["metrics"].get(entry["metric"])
         if value is None:
             continue

@@ -177,16 +177,11 @@ def row_request(row: Mapping[str, Any], image_dir: str | Path | None = None) -> 
     images = list(row["images"])
     if len(fields) != len(images):
         raise ValueError(f"row {row['id']!r}: {len(images)} images but {len(fields)} image_fields")
+    from lmms_eval_autorater.tasks.common import doc_to_request
+
     refs = {f: store_image(image_bytes(img), image_dir) for f, img in zip(fields, images)}
-    cands = tuple(refs[f] for f in ("image_1", "image_2") if f in refs)
-    return JudgeRequest(
-        doc_key=f"{row['source']}/{row['id']}",
-        task_kind=row["task_kind"],
-        paradigm=row["paradigm"],
-        request=row["request"],
-        candidates=cands,
-        source=refs.get("source_image"),
-    )
+    doc = {k: row[k] for k in ("task_kind", "paradigm", "request")} | refs
+    return doc_to_request(doc, row["source"], row["id"])  # the same mapping the tasks and the judge use
 
 
 def training_prompt(

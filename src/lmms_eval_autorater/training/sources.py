@@ -203,19 +203,6 @@ def _image_name(path: str) -> str:
 # ImageReward
 
 
-def _imagereward_root(split: str) -> Path:
-    base = data_dir()
-    if base is not None:
-        root = base / "ImageRewardDB"
-        check_paths_exist({"metadata": root / f"metadata-{split}.parquet"}, LAYOUTS["imagereward"])
-        return root
-    return hub_snapshot(
-        "THUDM/ImageRewardDB",
-        allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*", "metadata-test.parquet"],
-        layout=LAYOUTS["imagereward"],
-    )
-
-
 def _imagereward_test_keys(root: Path) -> tuple[set[str], set[str]] | None:
     """(prompt ids, image names) of the ImageReward test split, when its metadata is at hand."""
     from lmms_eval_autorater.tasks.imagereward_pair.utils import read_metadata
@@ -245,12 +232,17 @@ def _guard_imagereward(root: Path, docs: list[dict]) -> str:
 
 def build_imagereward(pairwise: bool, split: str, max_samples: int | None, seed: int) -> SourceBuild:
     """``imagereward_pair`` / ``imagereward_point`` docs of ``split`` (train or validation)."""
-    from lmms_eval_autorater.tasks.imagereward_pair.utils import image_index, pair_docs, read_metadata
+    from lmms_eval_autorater.tasks.imagereward_pair.utils import (
+        dataset_root,
+        image_index,
+        pair_docs,
+        read_metadata,
+    )
     from lmms_eval_autorater.tasks.imagereward_point.utils import point_docs
 
     info = SOURCES["imagereward_pair" if pairwise else "imagereward_point"]
     _check_split(info, split)
-    root = _imagereward_root(split)
+    root = dataset_root(split, also=["metadata-test.parquet"], layout=LAYOUTS["imagereward"])
     meta = root / f"metadata-{split}.parquet"
     rows = read_metadata(root, split)
     index = image_index(root, split)
@@ -280,7 +272,7 @@ def _aigiqa_test_names(csv_root: Path) -> set[str] | None:
 
 def aigiqa_docs(path: Path, index: dict[str, str]) -> list[dict]:
     """One doc per row of ``info_train.csv`` (name, prompt, mos); the group is the prompt."""
-    from lmms_eval_autorater.tasks.aigiqa.utils import read_mos_table
+    from lmms_eval_autorater.tasks.aigiqa.utils import image_doc, read_mos_table
 
     docs = []
     for name, (prompt, mos, line) in read_mos_table(path).items():  # the test task's own reader
@@ -288,17 +280,7 @@ def aigiqa_docs(path: Path, index: dict[str, str]) -> list[dict]:
             raise DataError(
                 f"{path} line {line}: field 'name': image {name!r} not found among the AIGIQA images"
             )
-        docs.append(
-            make_doc(
-                doc_id=name,
-                task_kind="generation",
-                paradigm="pointwise",
-                request=prompt,
-                image_1=index[name],
-                group=prompt,
-                target=mos,
-            )
-        )
+        docs.append(image_doc(name, prompt, mos, index[name]))
     return docs
 
 

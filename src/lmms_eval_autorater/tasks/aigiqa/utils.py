@@ -78,6 +78,20 @@ def read_names(path: Path) -> list[tuple[int, str]]:
     return [(line, row[0].strip()) for line, row in rows]
 
 
+def image_doc(name: str, prompt: str, mos: float, image: str) -> dict:
+    """The doc of one AIGIQA image (test and train alike); the group is the prompt, which AIGIQA reuses
+    across its generators."""
+    return make_doc(
+        doc_id=name,
+        task_kind="generation",
+        paradigm="pointwise",
+        request=prompt,
+        image_1=image,
+        group=prompt,
+        target=mos,
+    )
+
+
 def split_docs(
     table: dict[str, tuple[str, float, int]],
     names: list[tuple[int, str]],
@@ -97,17 +111,7 @@ def split_docs(
         if name not in index:
             raise DataError(f"{where}: field 'name': image file not found among the AIGIQA images")
         prompt, mos, _ = table[name]
-        docs.append(
-            make_doc(
-                doc_id=name,
-                task_kind="generation",
-                paradigm="pointwise",
-                request=prompt,
-                image_1=index[name],
-                group=prompt,
-                target=mos,
-            )
-        )
+        docs.append(image_doc(name, prompt, mos, index[name]))
     return docs
 
 

@@ -8,7 +8,7 @@ Rank 1 is best; equal ranks are ties and make no pair (831 such pairs in the tes
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path, PurePosixPath
@@ -58,21 +58,23 @@ def build_pairs(
     return pairs, stats
 
 
-def dataset_root(split: str = SPLIT) -> Path:
+def dataset_root(split: str = SPLIT, *, also: Sequence[str] = (), layout: str = LAYOUT) -> Path:
     """Local snapshot if ``$AUTORATER_DATA_DIR`` is set, else the hub (cached by huggingface_hub).
 
-    ``split``: test (the task), or train / validation (training sources, selection)."""
+    ``split``: test (the task), or train / validation (training sources, selection); ``also``: further
+    hub files to fetch (the training sources' test-doc guard reads ``metadata-test.parquet``);
+    ``layout``: the layout named in errors."""
     base = data_dir()
     if base is not None:
         root = base / "ImageRewardDB"
         if split != SPLIT and not (root / f"metadata-{split}.parquet").exists():
             raise DataError(
-                f"no {split} split: {root / f'metadata-{split}.parquet'} is missing\nExpected layout:\n{LAYOUT}"
+                f"no {split} split: {root / f'metadata-{split}.parquet'} is missing\nExpected layout:\n{layout}"
             )
-        check_paths_exist({"metadata": root / f"metadata-{split}.parquet"}, LAYOUT)
+        check_paths_exist({"metadata": root / f"metadata-{split}.parquet"}, layout)
         return root
     return hub_snapshot(
-        HUB_REPO, allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*"], layout=LAYOUT
+        HUB_REPO, allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*", *also], layout=layout
     )
 
 
