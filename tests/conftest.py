@@ -18,7 +18,48 @@ def _is_installed(folder: Path) -> bool:
     return "site-packages" in folder.parts or "dist-packages" in folder.parts
 
 
+# ---- isolation: the suite writes nothing outside its temporary folders ------------------------
+# HOME, the XDG and Hugging Face caches and the plugin's own cache folder point into one temporary
+# folder for the whole session (xdist workers inherit it from the controller's environment); the
+# controller checks at the end that the real ~/.cache/lmms_eval_autorater gained nothing.
+_ISOLATED = "AUTORATER_TEST_HOME"
+_REAL_CACHE = Path.home() / ".cache" / "lmms_eval_autorater"
+
+
+def _listing(folder: Path) -> set[str]:
+    return {str(p) for p in folder.rglob("*")} if folder.is_dir() else set()
+
+
+def _isolate(config) -> None:
+    if os.environ.get(_ISOLATED):  # an xdist worker: the controller already did it
+        return
+    import tempfile
+
+    home = Path(tempfile.mkdtemp(prefix="autorater-test-home-"))
+    config._autorater_home = home
+    config._autorater_real_cache = _listing(_REAL_CACHE)
+    os.environ[_ISOLATED] = str(home)
+    os.environ["HOME"] = str(home)
+    os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
+    os.environ["HF_HOME"] = str(home / ".cache" / "huggingface")
+    os.environ["AUTORATER_CACHE_DIR"] = str(home / ".cache" / "lmms_eval_autorater")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    config = session.config
+    if not hasattr(config, "_autorater_home"):
+        return
+    import shutil
+
+    shutil.rmtree(config._autorater_home, ignore_errors=True)
+    added = sorted(_listing(_REAL_CACHE) - config._autorater_real_cache)
+    if added:
+        print(f"\nthe suite wrote outside its temporary folders: {added[:5]}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 def pytest_configure(config):
+    _isolate(config)
     if os.environ.get("AUTORATER_EXPECT_INSTALLED") != "1":
         return
     folder = _tested_copy()

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -310,3 +314,44 @@ def test_push_without_token_stops_before_writing(subs, tmp_path, monkeypatch, ca
     assert main(["submission", "--results", str(results), "--output", str(out), "--push", "me/model"]) == 1
     assert "--push needs a Hugging Face token" in capsys.readouterr().err
     assert not out.exists()
+
+
+def _push(results: Path, out: Path, hub_url: str, token: str, repo: str) -> subprocess.CompletedProcess:
+    """The real ``lmms-eval-autorater submission --push`` against the local Hub stand-in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+    env.update({"HF_ENDPOINT": hub_url, "HF_TOKEN": token, "HF_HUB_DISABLE_TELEMETRY": "1"})
+    cmd = [
+        str(Path(sys.executable).with_name("lmms-eval-autorater")),
+        "submission",
+        "--results",
+        str(results),
+    ]
+    cmd += ["--output", str(out), "--name", "strong", "--push", repo]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_push_creates_the_repository_then_updates_its_card(subs, tmp_path):
+    import yaml
+
+    from tests.hub_server import HubServer
+
+    results = subs[2]["strong"].parent / "strong"
+    sub = json.loads(subs[2]["strong"].read_text())
+    expected = {t: e["metrics"][e["metric"]] for t, e in sub["tasks"].items()}
+    with HubServer(token="hf_test") as hub:
+        for attempt in (1, 2):  # a first push to a repository that does not exist yet, then an update
+            proc = _push(results, tmp_path / f"s{attempt}.json", hub.url, "hf_test", "me/new-judge")
+            assert proc.returncode == 0, proc.stderr
+            assert f"pushed {len(expected)} result(s)" in proc.stdout
+            card = hub.repos["me/new-judge"]["README.md"].decode()
+            meta = yaml.safe_load(card.split("---")[1])
+            [entry] = meta["model-index"]
+            got = {r["metrics"][0]["config"]: r["metrics"][0]["value"] for r in entry["results"]}
+            assert got == expected  # one result per task, the submission's own values, none doubled
+        assert ("POST", "/api/repos/create") in hub.requests
+        assert hub.commits == 2
+        proc = _push(results, tmp_path / "s3.json", hub.url, "wrong-token", "me/other")
+        assert proc.returncode == 1
+        [line] = proc.stderr.strip().splitlines()
+        assert "--push to me/other: the Hub answered 401" in line, line
+        assert "me/other" not in hub.repos

@@ -6,7 +6,7 @@ usage), the conventions, provenance and every per-doc prediction (doc id, group,
 prediction), so that ``validate`` can recompute each metric. ``docs_hash`` is ``tasks.catalog.docs_hash``
 of the docs' ids, groups and human labels, computed here from the samples and by ``validate`` from the
 local data. Beside it, the same results as Hugging Face model-index metadata (``<stem>.model-index.yaml``),
-pushed to a model repository's card with ``--push MODEL_ID`` (``evaluate.push_to_hub``; needs a token).
+pushed to a model repository's card with ``--push MODEL_ID`` (huggingface_hub: creates the repository if needed; needs a token).
 """
 
 from __future__ import annotations
@@ -310,37 +310,35 @@ def model_index(sub: Mapping) -> dict:
 
 
 def push(sub: Mapping, model_id: str) -> int:
-    """Publish each task's headline metric to ``model_id``'s card with ``evaluate.push_to_hub``."""
-    import evaluate
-    from huggingface_hub import get_token
+    """Publish each task's headline metric to ``model_id``'s card (model-index metadata); returns how many.
+
+    Creates the repository when it does not exist yet (a first push), then updates its card in one
+    commit through ``huggingface_hub`` (``evaluate.push_to_hub`` is not used: it catches only
+    ``requests`` errors, which huggingface_hub 2.x no longer raises, so a first push to a new
+    repository failed). Honours ``HF_ENDPOINT``. A Hub error ends in one line naming the repository.
+    """
+    from huggingface_hub import HfApi, get_token, metadata_update
+    from huggingface_hub.errors import HfHubHTTPError
 
     from lmms_eval_autorater.cli import CommandError
 
     if not get_token():
         raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
-    n = 0
-    for task, entry in sub["tasks"].items():
-        dataset_id, dataset_name = _hf_datasets()[task]
-        value = entry["metrics"].get(entry["metric"])
-        if value is None:
-            continue
-        evaluate.push_to_hub(
-            model_id=model_id,
-            task_type="other",
-            task_name="Image assessment (AutoRater)",
-            dataset_type=dataset_id,
-            dataset_name=dataset_name,
-            dataset_config=task,
-            dataset_split="test",
-            dataset_revision=entry["docs_hash"],
-            metric_type=entry["metric"],
-            metric_name=f"{task} {entry['metric']}",
-            metric_value=float(value),
-            metric_config=task,
-            overwrite=True,
+    meta = model_index(sub)
+    results = [r for r in meta["model-index"][0]["results"] if r["metrics"][0].get("value") is not None]
+    meta["model-index"][0]["results"] = results
+    if not results:
+        return 0
+    try:
+        HfApi().create_repo(model_id, repo_type="model", exist_ok=True)
+        metadata_update(
+            model_id, meta, overwrite=True, commit_message=f"AutoRater results: {', '.join(sub['tasks'])}"
         )
-        n += 1
-    return n
+    except HfHubHTTPError as exc:
+        status = getattr(exc.response, "status_code", "?")
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CommandError(f"--push to {model_id}: the Hub answered {status}: {first}") from None
+    return len(results)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
