@@ -8,6 +8,9 @@ Each subclass keeps the built-in base it replaces (``ValueError``, ``RuntimeErro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 
 class AutoraterError(Exception):
     """Base of every error this package raises on purpose: a user-facing cause on one line."""
@@ -41,6 +44,35 @@ class CacheError(AutoraterError, RuntimeError):
     """A cache file that cannot be opened or read; names the file and the remedy."""
 
 
+class RunAborted(SystemExit):
+    """Ends a run inside lmms-eval with one line and exit code 1, no traceback.
+
+    lmms-eval 0.7.3 catches ``Exception`` around the evaluation, prints a traceback and exits 0; a
+    ``SystemExit`` is not an ``Exception``, so it reaches the shell, which prints its one line.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(f"lmms-eval-autorater: error: {message}")
+
+
+def first_line(exc: BaseException) -> str:
+    """The cause of ``exc`` on one line: its message joined onto one line, or its type's name."""
+    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
+    return text or type(exc).__name__
+
+
+@contextmanager
+def fatal_in_run() -> Iterator[None]:
+    """Inside an lmms-eval run, turn our typed errors into ``RunAborted`` (exit 1, one line).
+
+    A bug (any other exception) keeps its traceback: only a cause the user can act on is shortened.
+    """
+    try:
+        yield
+    except AutoraterError as exc:
+        raise RunAborted(first_line(exc)) from None
+
+
 __all__ = [
     "AutoraterError",
     "CacheError",
@@ -49,5 +81,8 @@ __all__ = [
     "DataError",
     "InputError",
     "ModelArgError",
+    "RunAborted",
     "UsageError",
+    "fatal_in_run",
+    "first_line",
 ]

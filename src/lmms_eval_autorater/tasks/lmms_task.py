@@ -13,6 +13,7 @@ from functools import lru_cache
 import datasets
 from lmms_eval.api.task import ConfigurableTask
 
+from lmms_eval_autorater.errors import fatal_in_run
 from lmms_eval_autorater.tasks.catalog import build_docs
 from lmms_eval_autorater.tasks.common import DATA_ENV, DOC_FIELDS
 
@@ -57,7 +58,8 @@ class AutoraterTask(ConfigurableTask):
         super().__init__(config=config, **kwargs)
 
     def download(self, dataset_kwargs=None) -> None:
-        docs = list(_docs(self.config.task, os.environ.get(DATA_ENV, "")))
+        with fatal_in_run():  # missing or malformed data: one line and exit 1, not lmms-eval's exit 0
+            docs = list(_docs(self.config.task, os.environ.get(DATA_ENV, "")))
         ds = datasets.Dataset.from_list(docs, features=FEATURES)
         self.dataset = datasets.DatasetDict({self.config.test_split: ds})
         # Docs carry no decoded images (only references), so process_results may see every field.
