@@ -6,13 +6,13 @@ generation). Two ways to run it:
 
 * naive: direct calls at the list price, the exhaustive grid (every subset on every doc), no cache;
 * plugin defaults: the Batch API price (``batch=true``), the successive-halving grid (``grid --strategy
-  halving``: ``judges.estimate.halving_calls`` on the grid's own schedule, counted without early
+  halving``: ``experiments.grid.halving_calls`` on the grid's own schedule, counted without early
   stops: an upper bound), and the response cache (a rerun of any row costs nothing; answers shared
   between rows are counted only where the prompts are identical: see ``shared_calls``).
 
 Per-call prompt tokens come from the package's token counter (``judges/tokens.py``) on the real prompts
 (``judges/prompts.py``) built over synthetic images of each benchmark's typical size, with the typical
-specialist sections of ``judges/estimate.py``; completion tokens are the stated assumptions below.
+specialist sections of the specialists' specs (``typical_value``/``typical_text``); completion tokens are the stated assumptions below.
 Prices from ``judges/prices.yaml``. Run from the repository root:
 ``.venv/bin/python benchmarks/cost.py --output cost.json``.
 """
@@ -27,9 +27,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmms_eval_autorater.grid import DEFAULT_ETA, DEFAULT_MIN_GROUPS  # noqa: E402
+from lmms_eval_autorater.experiments.grid import (  # noqa: E402
+    DEFAULT_ETA,
+    DEFAULT_MAX_SIZE,
+    DEFAULT_MIN_GROUPS,
+    halving_calls,
+    subsets,
+)
 from lmms_eval_autorater.judges import prices, tokens  # noqa: E402
-from lmms_eval_autorater.judges.estimate import halving_calls, typical_assessment  # noqa: E402
+from lmms_eval_autorater.judges.estimate import typical_assessment  # noqa: E402
 from lmms_eval_autorater.judges.factory import PRESETS  # noqa: E402
 from lmms_eval_autorater.judges.prompts import (  # noqa: E402
     build_selection_prompt,
@@ -91,11 +97,9 @@ def _verdict_tokens(req: JudgeRequest, codes, rule: str) -> int:
 
 def per_call_tokens(task: str, rule: str, folder: Path) -> dict:
     """Prompt tokens of one call of each row on a typical doc of ``task`` (grid: the mean over subsets)."""
-    from lmms_eval_autorater.grid import subsets
-
     req = _request(task, folder)
     app = applicable(req.task_kind)
-    grid = [_verdict_tokens(req, s, rule) for s in subsets(app, 3)]
+    grid = [_verdict_tokens(req, s, rule) for s in subsets(app, DEFAULT_MAX_SIZE)]
     return {
         "base": _verdict_tokens(req, [], rule),
         "auto_selection": tokens.prompt_tokens(build_selection_prompt(req, tool_menu(app), app), rule),
@@ -183,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
             "halving": {
                 "eta": DEFAULT_ETA,
                 "min_groups": DEFAULT_MIN_GROUPS,
-                "calls": "judges.estimate.halving_calls on grid.halving_schedule",
+                "calls": "experiments.grid.halving_calls on experiments.grid.halving_schedule",
                 "early_stop": "not counted",
             },
             "auto_verdict": "counted with every applicable specialist (upper bound)",

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from lmms_eval_autorater.grid import DEFAULT_ETA, DEFAULT_MIN_GROUPS, run_grid, subsets  # noqa: E402
+from lmms_eval_autorater.experiments.grid import DEFAULT_ETA, DEFAULT_MIN_GROUPS, run_grid, subsets  # noqa: E402
 from lmms_eval_autorater.judges.factory import build_judge  # noqa: E402
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool  # noqa: E402
 from lmms_eval_autorater.specialists.registry import applicable  # noqa: E402

@@ -27,10 +27,10 @@ def checkpoints(tmp_path_factory):
 
 
 def test_six_setups_with_the_papers_numbers(tmp_path, data, checkpoints):
+    from lmms_eval_autorater.experiments.ablation import run_ablation, write
     from lmms_eval_autorater.reports.paper import table3
     from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
     from lmms_eval_autorater.specialists.registry import applicable
-    from lmms_eval_autorater.training.ablation import run_ablation, write
     from tests import fakes
 
     _, docs = data

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from lmms_eval_autorater.judges import contract
+from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
 from lmms_eval_autorater.judges.contract import (
     FORMAT_INSTRUCTIONS,
     ParseResult,
@@ -23,6 +23,7 @@ from lmms_eval_autorater.judges.contract import (
     pointwise_schema,
     tool_selection_schema,
 )
+from lmms_eval_autorater.judges.types import ChatPrompt
 
 APPLICABLE = ["GD", "AE", "PA", "QS"]
 
@@ -585,7 +586,9 @@ def test_schema_strict_mode(name: str) -> None:
     assert schema["type"] == "object"
     _check_strict(schema)
     assert list(schema["properties"])[0] == "analysis"  # reasoning is generated before the verdict
-    fmt = contract.openai_response_format(f"{name}_verdict", schema)
+    # what the OpenAI backend sends for a prompt with this schema (keyless: nothing is sent)
+    prompt = ChatPrompt(system="", parts=("x",), json_schema=schema, schema_name=f"{name}_verdict")
+    fmt = OpenAIChatBackend(model="gpt-4o", api_key_env=None).request_kwargs(prompt)["response_format"]
     assert fmt == {
         "type": "json_schema",
         "json_schema": {"name": f"{name}_verdict", "schema": schema, "strict": True},

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from lmms_eval_autorater.experiments.estimate import estimate_run
 from lmms_eval_autorater.judges import tokens
-from lmms_eval_autorater.judges.estimate import estimate_run
 from lmms_eval_autorater.judges.factory import build_judge
 from lmms_eval_autorater.judges.types import ChatPrompt
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
@@ -230,7 +230,7 @@ def test_results_carry_the_estimate_beside_the_spend(tmp_path, data):
 
 
 def test_grid_plans_exhaustive_and_halving(tmp_path, data):
-    from lmms_eval_autorater.judges.estimate import halving_calls
+    from lmms_eval_autorater.experiments.estimate import halving_calls
 
     # PSR at full size: rounds of 41, 14, 5 and 2 subsets on 17, 50, 148 and 444 sets
     total, rounds = halving_calls(41, 444, 444)

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from lmms_eval_autorater import grid
-from lmms_eval_autorater.grid import OPTIMISTIC, halving_schedule, run_grid, split_docs, subsets
+from lmms_eval_autorater.experiments import grid
+from lmms_eval_autorater.experiments.grid import OPTIMISTIC, halving_schedule, run_grid, split_docs, subsets
 from lmms_eval_autorater.judges.factory import build_judge
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
 from lmms_eval_autorater.specialists.registry import applicable

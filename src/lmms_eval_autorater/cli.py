@@ -14,11 +14,11 @@ PROG = "lmms-eval-autorater"
 #: every command: its name and the module that provides ``HELP``, ``add_arguments(parser)`` and
 #: ``run(args) -> exit code``; modules are imported only when the parser is built
 COMMANDS = {
-    "grid": "lmms_eval_autorater.grid",
-    "estimate": "lmms_eval_autorater.judges.estimate",
+    "grid": "lmms_eval_autorater.experiments.grid",
+    "estimate": "lmms_eval_autorater.experiments.estimate",
     "synthesize": "lmms_eval_autorater.training.synthesize",
     "train": "lmms_eval_autorater.training.train",
-    "ablation": "lmms_eval_autorater.training.ablation",
+    "ablation": "lmms_eval_autorater.experiments.ablation",
     "table": "lmms_eval_autorater.reports.table",
     "reproduce": "lmms_eval_autorater.reports.reproduce",
     "submission": "lmms_eval_autorater.reports.submission",
@@ -36,8 +36,10 @@ class CommandError(Exception):
 
 def one_line(exc: BaseException) -> str:
     """The cause of ``exc`` on one line: its type (unless a plain user error) and its first message line."""
+    from lmms_eval_autorater.errors import UsageError
+
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, CommandError):
+    if isinstance(exc, (CommandError, UsageError)):  # the user's call: the cause alone
         return text
     return f"{type(exc).__name__}: {text}"
 

@@ -80,16 +80,6 @@ PARSER_VERSION = "1"
 
 TOOL_CODES: tuple[str, ...] = tuple(SPECS)
 TOOL_NAMES: dict[str, str] = {code: spec.name for code, spec in SPECS.items()}
-# name parts, joined by optional space/hyphen/underscore when matched ("Grounding DINO", "q-sit", "QSiT")
-_TOOL_NAME_PARTS: dict[str, tuple[tuple[str, ...], ...]] = {
-    "GD": (("grounding", "dino"), ("g", "dino")),
-    "AE": (("aes", "expert"),),
-    "PA": (("pal", "4", "vst"),),
-    "QS": (("q", "sit"),),
-    "DF": (("deep", "face"),),
-    "DS": (("dream", "sim"),),
-}
-
 _FORMAT_POINTWISE = (
     "Output only a JSON object, with no text before or after it, in this form: "
     '{"analysis": "<your reasoning, written first>", "score": <one whole number from 1 to 10>}. '
@@ -178,11 +168,6 @@ def tool_selection_schema(applicable: Sequence[str]) -> dict:
             },
         }
     )
-
-
-def openai_response_format(name: str, schema: dict) -> dict:
-    """The ``response_format`` argument of the OpenAI chat API for a schema above, in strict mode."""
-    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema, "strict": True}}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -701,8 +686,8 @@ _TOOL_NAME_RE: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"(?<![A-Za-z0-9])" + r"[\s_-]*".join(map(re.escape, parts)) + r"(?![A-Za-z0-9])", re.I),
         code,
     )
-    for code, variants in _TOOL_NAME_PARTS.items()
-    for parts in variants
+    for code, spec in SPECS.items()  # each name's spellings: the spec's name_parts
+    for parts in spec.name_parts
 ]
 _TOOL_LABEL = re.compile(
     _START

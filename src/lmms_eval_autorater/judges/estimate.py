@@ -1,24 +1,25 @@
-"""The ``estimate`` command: the calls, tokens and USD of a run before anything is sent.
+"""The cost model: the calls, tokens and USD a judge would spend on some requests, before anything is sent.
 
-For every doc it builds the prompts the judge will send (``prompts.build_verdict_prompt`` /
-``build_selection_prompt``: the text is exactly what is sent), counts their tokens the way the provider
-bills them (``judges.tokens``), and looks each one up in the response cache: an answer already there
-costs nothing and is counted in ``cached_calls``. Nothing is sent and no specialist runs:
+It drives the real ``Judge`` (input checks, specialist selection, Auto's two passes, swap order and prompt
+assembly are the judge's own) with a recording completer, as ``batch/offline.export_jsonl`` does, one
+request at a time so that every call belongs to its doc. Each prompt is counted the way the provider
+bills it (``judges.tokens``) and looked up in the response cache: an answer already there costs nothing
+and is counted in ``cached_calls``. Nothing is sent and no specialist runs:
 
-* calls per doc: 1 (``tools=none|all|GD+QS``), 2 for ``tools=auto`` (selection pass + verdict pass),
-  times 2 for ``swap=true`` on pairwise tasks (the selection pass is not swapped).
-* Auto's verdict pass: when the selection answer is cached its subset is known exactly; otherwise the
-  pass is estimated with every applicable specialist (an upper bound: the judge picks a subset).
-* specialist sections: rendered from the assessment cache where it holds the doc's inputs, else from
-  ``TYPICAL_ASSESSMENTS`` (a typical output per code, rendered by the real renderer).
+* Auto's selection pass: a cached answer is given to the judge (its subset is then exact); an uncached
+  one is answered with every applicable specialist (an upper bound: the judge picks a subset), and no
+  cache hit is claimed for that doc's verdict pass.
+* specialist sections: the assessment cache where it holds the doc's inputs, else the spec's typical
+  output (``SpecialistSpec.typical_value``/``typical_text``), rendered by the judge's own renderer.
 * completion tokens: the mean of cached answers (of this plan, else of this model in the cache) per
   pass, else ``max_tokens`` (an upper bound); the output says which.
 * USD at the direct and the batch price of ``judges/prices.yaml`` (``price_in=``/``price_out=`` override).
+
+The command (``lmms-eval-autorater estimate``: tasks, grids, the table) is ``experiments/estimate.py``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sqlite3
@@ -26,60 +27,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-HELP = "the calls, tokens and USD of a run before anything is sent"
-
-#: a typical specialist output per code, used where the assessment cache does not hold a doc's inputs:
-#: GD two detected objects, AE a critique of ~110 words (AesExpert answers in at most 200 tokens),
-#: numbers rendered to 3 decimals like any real value
-TYPICAL_TEXT = {
-    "GD": "main object x1 (0.62); second object x2 (max 0.48)",
-    "AE": (
-        "The image has soft, even lighting that gives the scene a calm mood, although the highlights on the "
-        "main subject are slightly overexposed. The composition places the subject near the centre with "
-        "enough negative space around it, which keeps the eye on the subject, but the background feels a "
-        "little empty. The colors are harmonious, dominated by warm tones with a few cooler accents that "
-        "add contrast. Fidelity is good overall: edges are sharp and textures look natural, with minor "
-        "smoothing in the darker areas and a few small distortions in fine details. Overall the image is "
-        "aesthetically pleasing, with good lighting and color but room for improvement in composition."
-    ),
-}
-TYPICAL_VALUE = {"GD": 3.0, "AE": None, "PA": 0.052, "QS": 0.618, "DF": 0.547, "DS": 0.803}
+from lmms_eval_autorater.judges.types import ChatPrompt, Completion, JudgeRequest
 
 #: the passes a doc's calls belong to
 PASSES = ("selection", "verdict")
-#: the grid's largest subset (the paper: 1..3 specialists)
-GRID_MAX_SIZE = 3
-GRID_STRATEGIES = ("exhaustive", "halving")
 
 
-def halving_calls(n_subsets: int, n_docs: int, n_groups: int) -> tuple[int, list[dict]]:
-    """Judge calls of ``grid --strategy halving`` without early stops (an upper bound): each round judges
-    its surviving subsets on the docs its sample adds (earlier answers are reused); survivors
-    ceil(k / eta); the samples are the grid's own schedule (``grid.halving_schedule``), docs in
-    proportion to the groups (prompts or sets) sampled."""
-    import math
-
-    from lmms_eval_autorater.grid import DEFAULT_ETA, DEFAULT_MIN_GROUPS, halving_schedule
-
-    alive, prev_docs, total, rounds = n_subsets, 0, 0, []
-    for groups in halving_schedule(n_subsets, n_groups, DEFAULT_ETA, DEFAULT_MIN_GROUPS):
-        docs = n_docs if groups >= n_groups else round(n_docs * groups / n_groups)
-        calls = alive * (docs - prev_docs)
-        rounds.append({"subsets": alive, "groups": groups, "docs": docs, "calls": calls})
-        total, prev_docs, alive = total + calls, docs, max(1, math.ceil(alive / DEFAULT_ETA))
-    return total, rounds
-
-
-def typical_assessment(code: str, candidate: int):
-    """The ``Assessment`` standing for an uncached specialist output of ``code`` on one candidate."""
+def typical_assessment(code: str, candidate: int) -> Any:
+    """The ``Assessment`` standing for an uncached output of specialist ``code`` on one candidate."""
+    from lmms_eval_autorater.specialists.registry import SPECS
     from lmms_eval_autorater.specialists.types import Assessment
 
+    spec = SPECS[code]
     return Assessment(
-        code=code,
-        value=TYPICAL_VALUE[code],
-        text=TYPICAL_TEXT.get(code),
-        version="typical",
-        candidate=candidate,
+        code=code, value=spec.typical_value, text=spec.typical_text, version="typical", candidate=candidate
     )
 
 
@@ -104,18 +65,58 @@ class DocPlan:
     sections_cached: int = 0
     sections_typical: int = 0
     auto_subset_known: bool | None = None
+    #: the specialists whose sections were counted (each once per doc, whatever the subsets driven)
+    codes_counted: set = field(default_factory=set, repr=False)
+
+
+def _stand_in(req: JudgeRequest) -> Completion:
+    """A parseable answer for an uncached verdict, so that the judge goes on quietly (never sent, never cached)."""
+    key = "preferred" if req.paradigm == "pairwise" else "score"
+    return Completion(text=json.dumps({"analysis": "estimate", key: 1}), model="estimate")
+
+
+class _Recorder:
+    """The judge's ``complete_all`` during an estimate: records each prompt as a ``CallPlan`` of the
+    current doc, answers from the response cache, and stands in for every other answer."""
+
+    def __init__(self, est: Estimator) -> None:
+        self.est = est
+        self.req: JudgeRequest | None = None
+        self.plan: DocPlan | None = None
+
+    def __call__(self, prompts: list[ChatPrompt]) -> list[Completion]:
+        from lmms_eval_autorater.specialists.registry import applicable
+
+        assert self.req is not None and self.plan is not None
+        out: list[Completion] = []
+        for prompt in prompts:
+            kind = "selection" if prompt.schema_name == "tool_selection" else "verdict"
+            call, hit = self.est._call(kind, prompt)
+            if kind == "selection":
+                self.plan.auto_subset_known = hit is not None
+                if hit is None:  # the subset is unknown: every applicable specialist (an upper bound)
+                    every = applicable(self.req.task_kind)
+                    hit = Completion(
+                        text=json.dumps({"analysis": "estimate", "tools": every}), model="estimate"
+                    )
+            elif self.plan.auto_subset_known is False:  # the real subset is unknown: no cache hit claimed
+                call.cached, call.cached_completion_tokens = False, None
+            self.plan.calls.append(call)
+            out.append(hit if hit is not None else _stand_in(self.req))
+        return out
 
 
 class Estimator:
     """Counts what ``cfg``'s judge would send for a list of requests, without sending anything.
 
     ``backend`` and ``key`` default to the factory's backend (built keyless: nothing is sent) and the
-    completer's cache key; ``pool`` (a ``SpecialistPool``) is only read through its assessment cache.
+    response cache's key (``pipeline.api_cache_key``, shared by direct and batch calls); ``pool`` (a
+    ``SpecialistPool``) is only read through its assessment cache.
     """
 
     def __init__(
         self, cfg: Any, *, backend: Any = None, key: Any = None, cache: Any = None, pool: Any = None
-    ):
+    ) -> None:
         from lmms_eval_autorater.judges import factory, tokens
 
         self.cfg = cfg
@@ -133,165 +134,118 @@ class Estimator:
             pool = factory.build_pool(cfg)
         self.pool = pool
         self.max_tokens = int(cfg.backend.get("max_tokens") or cfg.backend.get("max_new_tokens") or 0)
-        self._sizes_ok: dict[str, str | None] = {}
+        self._checked: dict[str, str | None] = {}  # the judges' decode memo (``Judge.checked_images``)
+        self._hashes: dict[str, str] = {}
+        self._assessments: dict[tuple[str, str], tuple[list[Any], int, int]] = {}
+        self._recorder = _Recorder(self)
 
     @staticmethod
     def _cache_lookup(cfg: Any, backend: Any) -> tuple[Any, Any]:
-        """(key function, response cache or None): the key the completers use (direct and batch share it;
-        ``pipeline.api_cache_key``), and the cache file only where it exists (none is created)."""
+        """(key function, response cache or None): the completers' key, and the cache file only where it
+        exists (none is created)."""
         from lmms_eval_autorater.judges.cache import ResponseCache
+        from lmms_eval_autorater.judges.pipeline import api_cache_key
 
-        try:
-            from lmms_eval_autorater.judges.pipeline import api_cache_key
+        def key(prompt: ChatPrompt) -> str:
+            return api_cache_key(backend, prompt)
 
-            def key(prompt: Any) -> str:
-                return api_cache_key(backend, prompt)
-        except ImportError:  # older pipeline: the completer's own key
-            from lmms_eval_autorater.judges import factory
-
-            key = factory.build_completer(replace(cfg, cache=False), backend, progress=False).key
         path = cfg.cache_file("responses.sqlite")
         return key, (ResponseCache(path) if cfg.cache and os.path.exists(path) else None)
 
-    # -- specialist sections ---------------------------------------------------------------------
-    def _cached_assessments(self, code: str, reqs: Sequence[Any]) -> list[list[Any | None]]:
-        """Per request, per candidate: the cached assessment of ``code`` or None (nothing is run)."""
-        if self.pool is None:
-            return [[None] * len(r.candidates) for r in reqs]
-        from lmms_eval_autorater.specialists.base import SpecialistInput
-        from lmms_eval_autorater.specialists.cache import AssessmentCache
+    # -- the judge, driven -----------------------------------------------------------------------
+    def judge(self, tools: Sequence[str] | str) -> Any:
+        """The real ``Judge`` with ``tools``, wired as the factory wires it, over the recorder and the
+        cached-or-typical specialist sections."""
+        from lmms_eval_autorater.judges.judge import Judge
+        from lmms_eval_autorater.judges.prompts import tool_menu
+        from lmms_eval_autorater.specialists.registry import applicable
+        from lmms_eval_autorater.specialists.render import render_assessments
 
-        sp = self.pool.specialist(code)
-        hashes: dict[str, str] = {}
-        keys = [
-            [
-                AssessmentCache.key(sp.spec, sp.version, SpecialistInput(r.request, c, r.source), hashes)
-                for c in r.candidates
+        judge = Judge(
+            self._recorder,
+            tools=tools,
+            swap=self.cfg.swap,
+            assess=self._assess,
+            render=render_assessments,
+            applicable=applicable,
+            tool_menu=tool_menu,
+        )
+        judge.config, judge.backend = self.cfg, self.backend
+        judge.checked_images = self._checked
+        return judge
+
+    def _assess(self, code: str, reqs: list[JudgeRequest]) -> list[tuple[Any, ...]]:
+        """``assess`` for the driven judge: per request, the cached assessment of ``code`` per candidate,
+        else the typical one; the current doc's sections are counted once per code."""
+        out = []
+        plan = self._recorder.plan
+        for req in reqs:
+            memo = (req.doc_key, code)
+            if memo not in self._assessments:
+                self._assessments[memo] = self._lookup(code, req)
+            found, n_cached, n_typical = self._assessments[memo]
+            if plan is not None and code not in plan.codes_counted:
+                plan.codes_counted.add(code)
+                plan.sections_cached += n_cached
+                plan.sections_typical += n_typical
+            out.append(tuple(found))
+        return out
+
+    def _lookup(self, code: str, req: JudgeRequest) -> tuple[list[Any], int, int]:
+        """(assessments per candidate, how many from the cache, how many typical); nothing is run."""
+        cached: list[Any | None] = [None] * len(req.candidates)
+        if self.pool is not None:
+            from lmms_eval_autorater.specialists.base import SpecialistInput
+            from lmms_eval_autorater.specialists.cache import AssessmentCache
+
+            sp = self.pool.specialist(code)
+            keys = [
+                AssessmentCache.key(
+                    sp.spec, sp.version, SpecialistInput(req.request, c, req.source), self._hashes
+                )
+                for c in req.candidates
             ]
-            for r in reqs
+            found = self.pool.cache.get_many(keys, code)
+            cached = [found.get(k) for k in keys]
+        out = [
+            typical_assessment(code, k) if a is None else replace(a, candidate=k)
+            for k, a in enumerate(cached, start=1)
         ]
-        found = self.pool.cache.get_many([k for ks in keys for k in ks], code)
-        return [[found.get(k) for k in ks] for ks in keys]
+        n_cached = sum(a is not None for a in cached)
+        return out, n_cached, len(cached) - n_cached
 
-    def _with_assessments(
-        self, reqs: list[Any], codes_per_req: list[list[str]], plans: list[DocPlan]
-    ) -> list:
-        codes = sorted({c for cs in codes_per_req for c in cs})
-        per_req: list[list[Any]] = [[] for _ in reqs]
-        for code in codes:
-            idx = [i for i, cs in enumerate(codes_per_req) if code in cs]
-            cached = self._cached_assessments(code, [reqs[i] for i in idx])
-            for i, row in zip(idx, cached):
-                for k, a in enumerate(row, start=1):
-                    if a is None:
-                        per_req[i].append(typical_assessment(code, k))
-                        plans[i].sections_typical += 1
-                    else:
-                        per_req[i].append(replace(a, candidate=k))
-                        plans[i].sections_cached += 1
-        return [replace(r, assessments=tuple(a)) for r, a in zip(reqs, per_req)]
-
-    # -- prompts ---------------------------------------------------------------------------------
-    def _input_error(self, req: Any) -> str | None:
-        """None when every image of ``req`` opens (header only), else the reason."""
-        from lmms_eval_autorater.images import read_image_bytes
-        from lmms_eval_autorater.judges.judge import request_images
-        from lmms_eval_autorater.judges.tokens import image_size
-
-        for field_name, ref in request_images(req):
-            ref_key = ref if isinstance(ref, str) else repr(ref)
-            if ref_key not in self._sizes_ok:
-                try:
-                    image_size(read_image_bytes(ref, sample=req.doc_key, field=field_name))
-                    self._sizes_ok[ref_key] = None
-                except Exception as exc:  # unreadable or undecodable: the judge counts it as an input error
-                    self._sizes_ok[ref_key] = f"field {field_name!r}, file {ref}: {exc}"
-            if self._sizes_ok[ref_key] is not None:
-                return self._sizes_ok[ref_key]
-        return None
-
-    def _call(self, kind: str, prompt: Any, cached_answers: dict) -> CallPlan:
+    def _call(self, kind: str, prompt: ChatPrompt) -> tuple[CallPlan, Completion | None]:
+        """The ``CallPlan`` of one prompt, and its cached answer (None when not cached)."""
         from lmms_eval_autorater.judges import tokens
 
         tok = None if self.local else tokens.prompt_tokens(prompt, self.rule, self.detail)
         schema = 0 if self.local or self.rule != "openai" else tokens.schema_tokens(prompt)
-        if self.key is None:
-            return CallPlan(kind, tok, False, schema_tokens=schema)
-        k = self.key(prompt)
-        hit = cached_answers.get(k)
-        if hit is None and self.cache is not None:
-            hit = self.cache.get(k)
+        hit = None if self.key is None or self.cache is None else self.cache.get(self.key(prompt))
         if hit is None:
-            return CallPlan(kind, tok, False, schema_tokens=schema)
+            return CallPlan(kind, tok, False, schema_tokens=schema), None
         ct = hit.usage.get("completion_tokens")
-        return CallPlan(kind, tok, True, None if ct is None else int(ct), schema)
+        return CallPlan(kind, tok, True, None if ct is None else int(ct), schema), hit
 
-    def plan(self, reqs: Sequence[Any], grid: bool = False) -> list[DocPlan]:
-        """One ``DocPlan`` per request, in order; ``grid``: the verdicts of every subset of 1..3 applicable
-        specialists (the exhaustive grid: ``tools=`` must be none)."""
-        from lmms_eval_autorater.judges import contract
-        from lmms_eval_autorater.judges.judge import swap_request
-        from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt, tool_menu
-        from lmms_eval_autorater.specialists.registry import applicable
-        from lmms_eval_autorater.specialists.render import render_assessments
-
+    def plan(
+        self, reqs: Sequence[JudgeRequest], tool_sets: Sequence[Sequence[str] | str] | None = None
+    ) -> list[DocPlan]:
+        """One ``DocPlan`` per request, in order: the calls the judge makes with ``cfg.tools``, or with each
+        selection of ``tool_sets`` in turn (a grid: one verdict per subset). Inputs are checked by the
+        judge; a doc with an input error makes no call."""
         reqs = list(reqs)
         plans = [DocPlan(r.doc_key) for r in reqs]
-        for p, r in zip(plans, reqs):
-            p.input_error = self._input_error(r)
+        sets = [self.cfg.tools] if tool_sets is None else list(tool_sets)
+        judges = [self.judge(t) for t in sets]
+        for p, problem in zip(plans, judges[0].check(reqs)):
+            p.input_error = None if problem is None else str(problem)
         good = [i for i, p in enumerate(plans) if p.input_error is None]
-        tools = self.cfg.tools
-        if grid and tools:
-            raise ValueError("a grid chooses the subsets itself: leave tools= out of --model_args")
-        codes: dict[int, list[str]] = {}
-        for i in good:
-            r = reqs[i]
-            app = applicable(r.task_kind)
-            if tools == "all" or grid:
-                codes[i] = app
-            elif tools == "auto":
-                sel = self._call("selection", build_selection_prompt(r, tool_menu(app), app), {})
-                plans[i].calls.append(sel)
-                subset = None
-                if sel.cached:
-                    text = self.cache.get(self.key(build_selection_prompt(r, tool_menu(app), app))).text
-                    parsed = contract.parse_tool_selection(text, app)
-                    subset = list(parsed.value) if parsed.ok else None
-                plans[i].auto_subset_known = subset is not None
-                codes[i] = app if subset is None else subset
-            else:
-                bad = [c for c in tools if c not in app]
-                if bad:
-                    raise ValueError(
-                        f"tools {'+'.join(bad)} do not apply to {r.task_kind} tasks; "
-                        f"applicable: {'+'.join(app)}"
-                    )
-                codes[i] = list(tools)
-        ready = self._with_assessments(
-            [reqs[i] for i in good], [codes[i] for i in good], [plans[i] for i in good]
-        )
-        for i, full in zip(good, ready):
-            variants = [full]
-            if grid:
-                from lmms_eval_autorater.grid import subsets
-
-                variants = [
-                    replace(full, assessments=tuple(a for a in full.assessments if a.code in sub))
-                    for sub in subsets(applicable(full.task_kind), GRID_MAX_SIZE)
-                ]
-            orders = []
-            for req in variants:
-                orders.append(req)
-                if self.cfg.swap and req.paradigm == "pairwise":
-                    orders.append(swap_request(req))
-            for one in orders:
-                evidence = (
-                    render_assessments(list(one.assessments), len(one.candidates)) if one.assessments else ""
-                )
-                call = self._call("verdict", build_verdict_prompt(one, evidence), {})
-                if plans[i].auto_subset_known is False:  # the real subset is unknown: no cache hit claimed
-                    call.cached, call.cached_completion_tokens = False, None
-                plans[i].calls.append(call)
+        try:
+            for judge in judges:
+                for i in good:
+                    self._recorder.req, self._recorder.plan = reqs[i], plans[i]
+                    judge.judge_all([reqs[i]])
+        finally:
+            self._recorder.req = self._recorder.plan = None
         return plans
 
     # -- completion tokens -----------------------------------------------------------------------
@@ -410,141 +364,7 @@ class Estimator:
         return out
 
 
-def _notes(est: Estimator, means: dict[str, dict], grid: str | None = None) -> list[str]:
-    from lmms_eval_autorater.judges import tokens
-
-    notes = []
-    if est.local:
-        notes.append("local judge: calls only (no API tokens or price); the cache is not consulted")
-    else:
-        notes.append(f"prompt tokens: {tokens.RULE_NOTES[est.rule]}")
-    for kind in PASSES:
-        if kind == "selection" and est.cfg.tools != "auto":
-            continue
-        notes.append(
-            f"completion tokens per {kind} call: {means[kind]['tokens']:.0f} ({means[kind]['source']})"
-        )
-    if est.cfg.tools == "auto":
-        notes.append(
-            "tools=auto: verdict passes whose selection is not cached are counted with every applicable "
-            "specialist (an upper bound: the judge picks a subset)"
-        )
-    if grid == "halving":
-        notes.append(
-            "grid halving: the exhaustive plan scaled by the calls successive halving makes without early "
-            "stops (estimate.halving_calls, the grid's own schedule): an upper bound"
-        )
-    if est.cfg.tools or grid:
-        notes.append(
-            "specialist sections: from the assessment cache where filled, else a typical output per code "
-            "(judges/estimate.py TYPICAL_*); no specialist is run"
-        )
-    return notes
-
-
-def expand_tasks(tasks: Sequence[str]) -> list[str]:
-    """Task names with the group ``autorater_bench`` expanded; an unknown name raises ``ValueError``."""
-    from lmms_eval_autorater.tasks.catalog import GROUP, TASKS, task_info
-
-    out: list[str] = []
-    for t in tasks:
-        t = t.strip()
-        if not t:
-            continue
-        for name in TASKS if t == GROUP else [task_info(t).name]:
-            if name not in out:
-                out.append(name)
-    if not out:
-        raise ValueError("no task given")
-    return out
-
-
-def estimate_run(
-    model: str,
-    model_args: dict | None,
-    tasks: list[str],
-    limit: int | None = None,
-    *,
-    pool: Any = None,
-    docs: dict[str, list[dict]] | None = None,
-    grid: str | None = None,
-) -> dict:
-    """The plan of ``lmms-eval --model model --model_args ... --tasks ...``: calls, cached calls, tokens and
-    USD (direct and batch), in total and per task under ``tasks`` (the ``estimate --json`` object).
-
-    Nothing is sent and no specialist runs. ``docs`` (task -> docs) replaces building them; ``pool``
-    replaces the factory's specialist pool (only its assessment cache is read). ``grid`` ("exhaustive" or
-    "halving") estimates ``lmms-eval-autorater grid --strategy ...`` on each task instead: every subset of
-    1..3 specialists; halving as the exhaustive plan scaled by ``halving_calls``' share (an upper bound).
-    """
-    if grid is not None and grid not in GRID_STRATEGIES:
-        raise ValueError(f"grid must be one of {', '.join(GRID_STRATEGIES)}, got {grid!r}")
-    from lmms_eval_autorater.judges.factory import judge_config
-    from lmms_eval_autorater.tasks.catalog import build_docs
-    from lmms_eval_autorater.tasks.common import doc_to_request
-
-    cfg = judge_config(model, model_args or {})
-    est = Estimator(cfg, pool=pool)
-    names = expand_tasks(tasks)
-    plans: dict[str, list[DocPlan]] = {}
-    scales: dict[str, float] = {}
-    for name in names:
-        task_docs = docs[name] if docs is not None and name in docs else build_docs(name)
-        if limit is not None:
-            task_docs = task_docs[:limit]
-        reqs = [doc_to_request(d, name, i) for i, d in enumerate(task_docs)]
-        plans[name] = est.plan(reqs, grid=grid is not None)
-        scales[name] = 1.0
-        good = [d for d, p in zip(task_docs, plans[name]) if p.input_error is None]
-        if grid == "halving" and good:
-            from lmms_eval_autorater.grid import subsets
-            from lmms_eval_autorater.specialists.registry import applicable
-
-            n_sub = len(subsets(applicable(reqs[0].task_kind), GRID_MAX_SIZE))
-            h, _ = halving_calls(n_sub, len(good), len({d["group"] for d in good}))
-            scales[name] = h / (n_sub * len(good))
-    every = [p for ps in plans.values() for p in ps]
-    means = est.completion_means(every)
-    task_sums = {name: est.summarize(ps, means, scales[name]) for name, ps in plans.items()}
-    totals: dict[str, Any] = {
-        k: sum(t[k] for t in task_sums.values())
-        for k in ("docs", "input_errors", "calls", "cached_calls", "completion_tokens")
-    }
-    for k in ("prompt_tokens", "usd_direct", "usd_batch", "schema_tokens_not_counted"):
-        if any(k in t for t in task_sums.values()):
-            vals = [t.get(k) for t in task_sums.values()]
-            totals[k] = None if any(v is None for v in vals) else sum(vals)
-    totals["specialist_sections"] = {
-        k: sum(t["specialist_sections"][k] for t in task_sums.values()) for k in ("from_cache", "typical")
-    }
-    out = {
-        "model": model,
-        "judge_model": None if est.local else est.backend.model,
-        "provider": None if est.local else est.backend.provider,
-        "tools": cfg.tools if isinstance(cfg.tools, str) else ("+".join(cfg.tools) or "none"),
-        "swap": cfg.swap,
-        "batch": bool(getattr(cfg, "batch", False)),
-        "limit": limit,
-        "grid": grid,
-        **totals,
-        "completion_tokens_per_call": {k: round(v["tokens"], 1) for k, v in means.items()},
-        "completion_tokens_source": {k: v["source"] for k, v in means.items()},
-        "notes": _notes(est, means, grid),
-        "tasks": task_sums,
-    }
-    if not est.local:
-        from lmms_eval_autorater.judges import prices
-
-        listed = prices.lookup(est.backend.model)
-        out["price"] = {
-            "price_in": cfg.backend.get("price_per_mtok_in"),
-            "price_out": cfg.backend.get("price_per_mtok_out"),
-            "listed": None if listed is None else {**listed.__dict__},
-        }
-    return out
-
-
-def estimate_requests(judge: Any, reqs: Sequence[Any]) -> list[dict] | None:
+def estimate_requests(judge: Any, reqs: Sequence[JudgeRequest]) -> list[dict] | None:
     """Per request, what ``judge`` (from the factory) is estimated to spend on it (``Estimator.per_doc``),
     at the batch price when the run uses ``batch=true``; None for a local judge. Nothing is sent."""
     cfg = getattr(judge, "config", None)
@@ -558,89 +378,9 @@ def estimate_requests(judge: Any, reqs: Sequence[Any]) -> list[dict] | None:
         cache=getattr(completer, "cache", None),
         pool=judge.pool,
     )
+    est._checked = judge.checked_images  # images the judge has decoded are not decoded again
     plans = est.plan(reqs)
     return est.per_doc(plans, est.completion_means(plans), batch=bool(getattr(cfg, "batch", False)))
 
 
-# -- the command ---------------------------------------------------------------------------------
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The ``estimate`` command's arguments."""
-    from lmms_eval_autorater.judges.factory import judge_names
-
-    parser.add_argument("--model", required=True, choices=judge_names(), help="the judge")
-    parser.add_argument("--model_args", default="", help="as for lmms-eval (tools=, swap=, price_in=, ...)")
-    parser.add_argument("--tasks", required=True, help="comma-separated tasks, or the group autorater_bench")
-    parser.add_argument(
-        "--limit", type=int, default=None, help="first N docs per task (as lmms-eval's --limit)"
-    )
-    parser.add_argument(
-        "--grid",
-        choices=GRID_STRATEGIES,
-        default=None,
-        help="estimate `lmms-eval-autorater grid --strategy ...` on each task instead (subsets of 1..3)",
-    )
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-
-
-def _fmt_usd(x: float | None) -> str:
-    return "unknown" if x is None else f"{x:,.2f}"
-
-
-def table(result: dict) -> str:
-    """The estimate as a readable table (one row per task, then the total and the notes)."""
-    head = (
-        f"{'task':<18} {'docs':>6} {'calls':>7} {'cached':>7} {'prompt tok':>12} {'compl tok':>11} "
-        f"{'USD direct':>11} {'USD batch':>10}"
-    )
-
-    def row(name: str, r: dict) -> str:
-        pt = "-" if r["prompt_tokens"] is None else f"{r['prompt_tokens']:,}"
-        return (
-            f"{name:<18} {r['docs']:>6} {r['calls']:>7} {r['cached_calls']:>7} {pt:>12} "
-            f"{r['completion_tokens']:>11,} {_fmt_usd(r['usd_direct']):>11} {_fmt_usd(r['usd_batch']):>10}"
-        )
-
-    lines = [
-        f"estimate for {result['model']} ({result['judge_model']}), tools={result['tools']}, "
-        f"swap={str(result['swap']).lower()}"
-        + (f", limit={result['limit']}" if result["limit"] else "")
-        + (f", grid {result['grid']}" if result.get("grid") else ""),
-        head,
-    ]
-    lines += [row(name, r) for name, r in result["tasks"].items()]
-    lines.append(row("total", result))
-    errs = result["input_errors"]
-    if errs:
-        lines.append(f"input errors: {errs} docs whose images do not open (not sent, not counted)")
-    lines += [f"- {n}" for n in result["notes"]]
-    return "\n".join(lines)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run the ``estimate`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
-    from lmms_eval_autorater.judges.args import ModelArgError, parse_model_args
-
-    if args.limit is not None and args.limit < 1:
-        raise CommandError(f"--limit must be >= 1, got {args.limit}")
-    try:
-        result = estimate_run(
-            args.model, parse_model_args(args.model_args), args.tasks.split(","), args.limit, grid=args.grid
-        )
-    except (ModelArgError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
-    print(json.dumps(result, indent=2, default=str) if args.json else table(result))
-    return 0
-
-
-__all__ = [
-    "Estimator",
-    "estimate_requests",
-    "estimate_run",
-    "expand_tasks",
-    "halving_calls",
-    "table",
-    "typical_assessment",
-]
+__all__ = ["PASSES", "CallPlan", "DocPlan", "Estimator", "estimate_requests", "typical_assessment"]

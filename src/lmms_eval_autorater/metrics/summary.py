@@ -130,3 +130,19 @@ def summarize_pointwise(
         "budget_skipped": budget_skipped,
         "coverage": _coverage(len(scored), len(records)),
     }
+
+
+#: the headline metric of each paradigm (a key of its summary): accuracy for pairs, Pearson for points
+HEADLINE = {"pairwise": "accuracy", "pointwise": "pearson"}
+
+
+def summarize(
+    paradigm: str, records: Sequence[Mapping[str, Any]], n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """The summary of ``records`` by paradigm (the one place the choice is made): ``summarize_pairwise``
+    for "pairwise", ``summarize_pointwise`` for "pointwise"; another paradigm raises ValueError."""
+    if paradigm == "pairwise":
+        return summarize_pairwise(records, n_resamples=n_resamples, seed=seed)
+    if paradigm == "pointwise":
+        return summarize_pointwise(records, n_resamples=n_resamples, seed=seed)
+    raise ValueError(f"paradigm must be 'pairwise' or 'pointwise', got {paradigm!r}")

@@ -285,11 +285,8 @@ def _estimate(job: Job, docs: dict[str, list[dict]]) -> None:
     if any(t not in docs for t in job.tasks):
         job.estimate_note = "n/a: the data is not available here"
         return
-    try:
-        from lmms_eval_autorater.judges.estimate import estimate_run
-    except ImportError as exc:
-        job.estimate_note = f"n/a: judges.estimate not importable ({exc})"
-        return
+    from lmms_eval_autorater.experiments.estimate import estimate_run
+
     args = parse_model_args(job.model_args, strict=False)
     try:
         job.estimate = estimate_run(job.model, args, job.tasks, job.limit, docs=docs)

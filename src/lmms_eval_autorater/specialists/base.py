@@ -48,6 +48,12 @@ class SpecialistSpec:
     uses_request: bool = False
     uses_source: bool = False
     model_arg: str = field(default="")
+    #: other spellings of ``name`` a judge may answer with, as parts joined by optional space/hyphen/underscore
+    #: when matched ("Grounding DINO", "q-sit", "QSiT"); read by the Auto answer parser
+    name_parts: tuple[tuple[str, ...], ...] = ()
+    #: a typical output (value, text), standing for an uncached one in the cost estimate
+    typical_value: float | None = None
+    typical_text: str | None = None
 
     def __post_init__(self) -> None:
         if not self.model_arg:

@@ -31,6 +31,10 @@ SPECS: dict[str, SpecialistSpec] = {
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.gd:GroundingDino",
             uses_request=True,
+            name_parts=(("grounding", "dino"), ("g", "dino")),
+            # two detected objects
+            typical_value=3.0,
+            typical_text="main object x1 (0.62); second object x2 (max 0.48)",
         ),
         SpecialistSpec(
             code="AE",
@@ -43,6 +47,18 @@ SPECS: dict[str, SpecialistSpec] = {
             default_model="qyuan/AesMMIT_LLaVA_v1.5_7b_240325",
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.ae:AesExpert",
+            name_parts=(("aes", "expert"),),
+            # a critique of ~110 words (AesExpert answers in at most 200 tokens)
+            typical_text=(
+                "The image has soft, even lighting that gives the scene a calm mood, although the highlights "
+                "on the main subject are slightly overexposed. The composition places the subject near the "
+                "centre with enough negative space around it, which keeps the eye on the subject, but the "
+                "background feels a little empty. The colors are harmonious, dominated by warm tones with a "
+                "few cooler accents that add contrast. Fidelity is good overall: edges are sharp and textures "
+                "look natural, with minor smoothing in the darker areas and a few small distortions in fine "
+                "details. Overall the image is aesthetically pleasing, with good lighting and color but room "
+                "for improvement in composition."
+            ),
         ),
         SpecialistSpec(
             code="PA",
@@ -58,6 +74,8 @@ SPECS: dict[str, SpecialistSpec] = {
             default_model="pal4vst-unified",
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.pa:PAL4VST",
+            name_parts=(("pal", "4", "vst"),),
+            typical_value=0.052,
         ),
         SpecialistSpec(
             code="QS",
@@ -70,6 +88,8 @@ SPECS: dict[str, SpecialistSpec] = {
             default_model="zhangzicheng/q-sit",
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.qs:QSiT",
+            name_parts=(("q", "sit"),),
+            typical_value=0.618,
         ),
         SpecialistSpec(
             code="DF",
@@ -87,6 +107,8 @@ SPECS: dict[str, SpecialistSpec] = {
             extra="faces",
             class_path="lmms_eval_autorater.specialists.df:DeepFaceSimilarity",
             uses_source=True,
+            name_parts=(("deep", "face"),),
+            typical_value=0.547,
         ),
         SpecialistSpec(
             code="DS",
@@ -104,6 +126,8 @@ SPECS: dict[str, SpecialistSpec] = {
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.ds:DreamSim",
             uses_source=True,
+            name_parts=(("dream", "sim"),),
+            typical_value=0.803,
         ),
     )
 }

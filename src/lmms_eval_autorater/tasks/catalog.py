@@ -23,8 +23,10 @@ class TaskInfo:
 
     @property
     def metric(self) -> str:
-        """The headline metric: accuracy for pairs, Pearson for points."""
-        return "accuracy" if self.paradigm == "pairwise" else "pearson"
+        """The headline metric: accuracy for pairs, Pearson for points (``metrics.summary.HEADLINE``)."""
+        from lmms_eval_autorater.metrics.summary import HEADLINE
+
+        return HEADLINE[self.paradigm]
 
 
 TASKS: dict[str, TaskInfo] = {

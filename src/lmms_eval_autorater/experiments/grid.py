@@ -26,11 +26,14 @@ from typing import Any
 
 import numpy as np
 
+from lmms_eval_autorater.errors import UsageError
+from lmms_eval_autorater.experiments.loop import EvaluationLoop, counts, headline, nan_last, paired
 from lmms_eval_autorater.tasks.catalog import TASKS, task_info
-from lmms_eval_autorater.tasks.common import doc_to_request, make_record, verdict_record
 
 GRID_TASKS = tuple(TASKS)
 STRATEGIES = ("halving", "exhaustive")
+#: the largest subset searched (the paper: 1..3 specialists)
+DEFAULT_MAX_SIZE = 3
 #: successive halving keeps the best 1/ETA of the subsets per round and multiplies the sample by ETA
 DEFAULT_ETA = 3
 #: the first halving round sees at least this many prompts/sets (fewer only when the data has fewer)
@@ -41,7 +44,7 @@ EARLY_STOP_MIN_GROUPS = 20
 OPTIMISTIC = "optimistic: selected on the data it reports"
 
 
-def subsets(codes: list[str], max_size: int = 3) -> list[tuple[str, ...]]:
+def subsets(codes: list[str], max_size: int = DEFAULT_MAX_SIZE) -> list[tuple[str, ...]]:
     """Every subset of ``codes`` of size 1..``max_size``, in registry order."""
     return [c for k in range(1, max_size + 1) for c in combinations(codes, k)]
 
@@ -236,50 +239,14 @@ class GridResult:
         return out
 
 
-def _summary(paradigm: str, records: list[dict], n_resamples: int) -> tuple[float, float, float, dict]:
-    from lmms_eval_autorater.metrics import summarize_pairwise, summarize_pointwise
-
-    if paradigm == "pairwise":
-        from lmms_eval_autorater.metrics.paired import accuracy_ci, record_arrays
-
-        s = summarize_pairwise(records, n_resamples=0)
-        low = high = math.nan
-        if n_resamples > 0 and s["n_scored"]:  # summarize_pairwise's CI, from per-doc sums (41 rows)
-            pred, labels, groups = record_arrays(records, paradigm)
-            ok = np.isfinite(pred)
-            low, high = accuracy_ci(
-                labels[ok], pred[ok], [g for g, k in zip(groups, ok) if k], n_resamples=n_resamples
-            )
-        return s["accuracy"], low, high, s
-    s = summarize_pointwise(records, n_resamples=n_resamples)
-    return s["pearson"], s["pearson_ci_low"], s["pearson_ci_high"], s
-
-
-def count_unique_inputs(pool, code: str, reqs: list) -> int:
-    """Distinct inputs of one specialist over the requests, by the pool's own cache key
-    (what its invocations must equal on a cold run)."""
-    from lmms_eval_autorater.specialists.base import SpecialistInput
-    from lmms_eval_autorater.specialists.cache import AssessmentCache
-
-    sp = pool.specialist(code)
-    hashes: dict[str, str] = {}
-    return len(
-        {
-            AssessmentCache.key(sp.spec, sp.version, SpecialistInput(r.request, c, r.source), hashes)
-            for r in reqs
-            for c in r.candidates
-        }
-    )
-
-
 def split_docs(docs: list[dict], fraction: float, seed: int = 0) -> tuple[list[int], list[int]]:
     """(selection, report) doc indices: a seeded ``fraction`` of the groups (prompts or sets; a group's
     docs stay together) to select on, the other groups to report on; each keeps the docs' order."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"the selection fraction must be in (0, 1), got {fraction}")
+        raise UsageError(f"the selection fraction must be in (0, 1), got {fraction}")
     groups = list(dict.fromkeys(d["group"] for d in docs))
     if len(groups) < 2:
-        raise ValueError(f"a split needs at least 2 groups (prompts/sets); the docs have {len(groups)}")
+        raise UsageError(f"a split needs at least 2 groups (prompts/sets); the docs have {len(groups)}")
     order = np.random.default_rng(seed).permutation(len(groups))
     k = min(len(groups) - 1, max(1, round(fraction * len(groups))))
     chosen = {groups[int(j)] for j in order[:k]}
@@ -291,7 +258,7 @@ def halving_schedule(n_subsets: int, n_groups: int, eta: int, min_groups: int) -
     """Groups in the sample of each halving round: the last sees all ``n_groups``, each earlier one
     1/``eta`` as many (at least ``min_groups``); as many rounds as keeping ceil(k/eta) takes to get to 1."""
     if eta < 2:
-        raise ValueError(f"eta must be at least 2, got {eta}")
+        raise UsageError(f"eta must be at least 2, got {eta}")
     rounds, k = 0, n_subsets
     while k > 1:
         rounds, k = rounds + 1, math.ceil(k / eta)
@@ -301,86 +268,58 @@ def halving_schedule(n_subsets: int, n_groups: int, eta: int, min_groups: int) -
     ]
 
 
+def halving_calls(
+    n_subsets: int, n_docs: int, n_groups: int, eta: int = DEFAULT_ETA, min_groups: int = DEFAULT_MIN_GROUPS
+) -> tuple[int, list[dict]]:
+    """Judge calls of ``grid --strategy halving`` without early stops (an upper bound): each round judges
+    its surviving subsets on the docs its sample adds (earlier answers are reused); survivors
+    ceil(k / eta); the samples are ``halving_schedule``'s, docs in proportion to the groups sampled."""
+    alive, prev_docs, total, rounds = n_subsets, 0, 0, []
+    for groups in halving_schedule(n_subsets, n_groups, eta, min_groups):
+        docs = n_docs if groups >= n_groups else round(n_docs * groups / n_groups)
+        calls = alive * (docs - prev_docs)
+        rounds.append({"subsets": alive, "groups": groups, "docs": docs, "calls": calls})
+        total, prev_docs, alive = total + calls, docs, max(1, math.ceil(alive / eta))
+    return total, rounds
+
+
 class _Evaluator:
-    """Judges (subset, doc) pairs once each: images checked once, one specialist pass over every doc,
-    verdicts memoised (the response cache would answer a repeat for free, but it would count a hit)."""
+    """The grid's view of the evaluation loop: one variant per subset, every subset judged by the same
+    judge (backend, caches, pool shared) with those specialists; the pre-pass runs every applicable one."""
 
     def __init__(self, judge: Any, task: str, docs: list[dict], n_resamples: int, seed: int) -> None:
-        from lmms_eval_autorater.judges.judge import require_some_inputs
         from lmms_eval_autorater.specialists.registry import applicable
 
-        self.judge, self.task, self.docs = judge, task, docs
-        info = task_info(task)
-        self.paradigm, self.n_resamples, self.seed = info.paradigm, n_resamples, seed
-        self.reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
-        bad = judge.check(self.reqs)  # decoded once here; every subset's judge shares the memo
-        require_some_inputs(bad)
-        self.good = [e is None for e in bad]
-        good_reqs = [r for r, ok in zip(self.reqs, self.good) if ok]
-        self.codes = applicable(info.task_kind)
-        first = judge.with_tools(self.codes)  # creates the shared specialist pool
-        self.pool = first.pool
-        before = dict(self.pool.invocations)
-        for code in self.codes:  # one pass per specialist over all docs, then it is released
-            first.assess(code, good_reqs)
-        self.unique = {code: count_unique_inputs(self.pool, code, good_reqs) for code in self.codes}
-        self.memo: dict[tuple[tuple[str, ...], int], dict] = {}
-        self.invocations = {
-            c: n - before.get(c, 0) for c, n in self.pool.invocations.items() if n > before.get(c, 0)
-        }
+        self.loop = EvaluationLoop(judge, task, docs, n_resamples=n_resamples, seed=seed)
+        self.judge, self.task, self.docs, self.seed = judge, task, docs, seed
+        self.paradigm, self.n_resamples = self.loop.paradigm, n_resamples
+        self.codes = applicable(self.loop.info.task_kind)
+        self.loop.prepass(judge.with_tools(self.codes), self.codes)  # creates the shared specialist pool
+        self.unique, self.invocations = self.loop.unique, self.loop.invocations
 
     def calls(self) -> tuple[int, int]:
-        stats = self.judge.completer.stats()
-        return int(stats.get("calls_made", 0)), int(stats.get("cache_hits", 0))
+        return self.loop.calls()
 
     def records(self, subset: tuple[str, ...], idx: list[int]) -> list[dict]:
-        todo = [i for i in idx if self.good[i] and (subset, i) not in self.memo]
-        if todo:
-            verdicts = self.judge.with_tools(list(subset)).judge_all([self.reqs[i] for i in todo])
-            for i, v in zip(todo, verdicts):
-                self.memo[(subset, i)] = verdict_record(self.docs[i], v, self.paradigm)
-        return [
-            self.memo[(subset, i)]
-            if self.good[i]
-            else make_record(self.docs[i], self.paradigm, "input_error", None)
-            for i in idx
-        ]
+        return self.loop.records(subset, self.judge.with_tools(list(subset)), idx)
 
     def metric(self, subset: tuple[str, ...], idx: list[int]) -> float:
-        return _summary(self.paradigm, self.records(subset, idx), 0)[0]
+        return headline(self.paradigm, self.records(subset, idx), 0)[0]
 
     def row(self, subset: tuple[str, ...], idx: list[int], rnd: int | None) -> GridRow:
-        value, low, high, s = _summary(self.paradigm, self.records(subset, idx), self.n_resamples)
-        return GridRow(
-            subset,
-            value,
-            low,
-            high,
-            int(s["n_scored"]),
-            int(s["input_errors"]),
-            int(s["parse_failures"]),
-            int(s["api_failures"]),
-            n_docs=len(idx),
-            round=rnd,
-        )
+        value, low, high, s = headline(self.paradigm, self.records(subset, idx), self.n_resamples)
+        return GridRow(subset, value, low, high, **counts(s), n_docs=len(idx), round=rnd)
 
     def paired(self, a: tuple[str, ...], b: tuple[str, ...], idx: list[int]):
         """``metric(a) - metric(b)`` on the docs ``idx``, prompt/set-clustered paired bootstrap."""
-        from lmms_eval_autorater.metrics.paired import paired_records
-
-        return paired_records(
-            self.records(a, idx),
-            self.records(b, idx),
-            self.paradigm,
-            n_resamples=max(self.n_resamples, 1),
-            seed=self.seed,
-        )
+        n = max(self.n_resamples, 1)
+        return paired(self.paradigm, self.records(a, idx), self.records(b, idx), n, self.seed)
 
 
 def _ranked(ev: _Evaluator, cands: list[tuple[str, ...]], idx: list[int]) -> list[tuple[float, tuple]]:
     """(metric, subset) best first; nan last; equal metrics keep registry order."""
     scored = [(ev.metric(s, idx), s) for s in cands]
-    return sorted(scored, key=lambda ms: (math.isnan(ms[0]), -ms[0] if not math.isnan(ms[0]) else 0.0))
+    return sorted(scored, key=lambda ms: nan_last(ms[0]))
 
 
 def _progress(items: list, desc: str):
@@ -404,7 +343,7 @@ def _search(
     if strategy == "exhaustive":
         calls0, hits0 = ev.calls()
         rows = [ev.row(s, idx, None) for s in _progress(cands, f"grid {ev.task}")]
-        rows.sort(key=lambda r: (math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0))
+        rows.sort(key=lambda r: nan_last(r.metric))
         calls1, hits1 = ev.calls()
         n_groups = len({ev.docs[i]["group"] for i in idx})
         rounds.append(
@@ -413,7 +352,7 @@ def _search(
         _mark_ties(ev, rows, idx)
         return rows, rounds
     if strategy != "halving":
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        raise UsageError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
 
     groups = list(dict.fromkeys(ev.docs[i]["group"] for i in idx))
     order = [groups[int(j)] for j in np.random.default_rng(ev.seed).permutation(len(groups))]
@@ -465,9 +404,7 @@ def _search(
             break
     rows = [ev.row(s, docs, rnd) for s, (rnd, docs) in last.items()]
     # later rounds first (they survived longer), then by metric; registry order breaks exact ties
-    rows.sort(
-        key=lambda r: (-(r.round or 0), math.isnan(r.metric), -r.metric if not math.isnan(r.metric) else 0.0)
-    )
+    rows.sort(key=lambda r: (-(r.round or 0), *nan_last(r.metric)))
     top_round = rows[0].round
     finalists = [r for r in rows if r.round == top_round]
     _mark_ties(ev, finalists, final_idx if len(finalists) > 1 else idx)
@@ -490,7 +427,7 @@ def run_grid(
     judge: Any,
     task: str,
     *,
-    max_size: int = 3,
+    max_size: int = DEFAULT_MAX_SIZE,
     limit: int | None = None,
     n_resamples: int = 1000,
     docs: list[dict] | None = None,
@@ -513,9 +450,9 @@ def run_grid(
     """
     info = task_info(task)
     if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
+        raise UsageError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
     if select_on is not None and selection_docs is not None:
-        raise ValueError("give select_on (a fraction) or selection_docs (a split), not both")
+        raise UsageError("give select_on (a fraction) or selection_docs (a split), not both")
     if docs is None:
         from lmms_eval_autorater.tasks.catalog import build_docs
 
@@ -524,11 +461,11 @@ def run_grid(
         docs = docs[:limit]
         selection_docs = None if selection_docs is None else selection_docs[:limit]
     if not docs:
-        raise ValueError(f"task {task!r} has no docs")
+        raise UsageError(f"task {task!r} has no docs")
     how = None
     if selection_docs is not None:
         if not selection_docs:
-            raise ValueError(f"task {task!r}: the selection split has no docs")
+            raise UsageError(f"task {task!r}: the selection split has no docs")
         all_docs = list(selection_docs) + list(docs)
         sel = list(range(len(selection_docs)))
         rep = list(range(len(selection_docs), len(all_docs)))
@@ -623,7 +560,7 @@ def add_arguments(parser: Any) -> None:
     parser.add_argument("--model", required=True, choices=judge_names(), help="the judge")
     parser.add_argument("--model_args", default="", help="as for lmms-eval, without tools=")
     parser.add_argument("--task", required=True, help="psr, imagereward_pair, imagereward_point or aigiqa")
-    parser.add_argument("--max_size", type=int, default=3)
+    parser.add_argument("--max_size", type=int, default=DEFAULT_MAX_SIZE, help="subsets of 1..max_size")
     parser.add_argument(
         "--limit", type=int, default=None, help="first N docs only (for trials, not for results)"
     )
@@ -651,39 +588,30 @@ def add_arguments(parser: Any) -> None:
 
 
 def _split_docs(task: str, split: str) -> tuple[list[dict], list[dict]]:
-    """(selection docs of ``split``, the task's docs), or a CommandError where the split is not there."""
-    import inspect
-
-    from lmms_eval_autorater.cli import CommandError
+    """(selection docs of ``split``, the task's docs), or a ``UsageError`` where the split is not there."""
     from lmms_eval_autorater.tasks import catalog
 
-    if "split" not in inspect.signature(catalog.build_docs).parameters:
-        raise CommandError(
-            f"--select_on {split}: splits are not available yet (tasks.catalog.build_docs has no split=); "
-            "use a fraction, e.g. --select_on 0.5"
-        )
     if split == "test":
-        raise CommandError("--select_on test: the test split is what the grid reports on; select on another")
+        raise UsageError("--select_on test: the test split is what the grid reports on; select on another")
     try:
         selection = catalog.build_docs(task, split=split)
     except ValueError as exc:  # the task has no such split
-        raise CommandError(f"--select_on {split}: {exc}") from exc
+        raise UsageError(f"--select_on {split}: {exc}") from exc
     return selection, catalog.build_docs(task)
 
 
 def run(args: Any) -> int:
     """Run the ``grid`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
     from lmms_eval_autorater.judges.args import parse_model_args
     from lmms_eval_autorater.judges.factory import build_judge
 
     if args.task not in GRID_TASKS:
-        raise CommandError(f"--task must be one of {', '.join(GRID_TASKS)}; got {args.task!r}")
+        raise UsageError(f"--task must be one of {', '.join(GRID_TASKS)}; got {args.task!r}")
     model_args = parse_model_args(args.model_args)
     if "tools" in model_args:
-        raise CommandError("--model_args must not set tools: the grid chooses the subsets")
+        raise UsageError("--model_args must not set tools: the grid chooses the subsets")
     if args.eta < 2 or args.min_groups < 1:
-        raise CommandError(f"--eta must be >= 2 and --min_groups >= 1; got {args.eta} and {args.min_groups}")
+        raise UsageError(f"--eta must be >= 2 and --min_groups >= 1; got {args.eta} and {args.min_groups}")
     select_on = getattr(args, "select_on", None)
     docs = selection_docs = None
     split = "separate"
@@ -691,26 +619,21 @@ def run(args: Any) -> int:
         selection_docs, docs = _split_docs(args.task, select_on)
         split, select_on = select_on, None
     judge = build_judge(args.model, model_args)
-    try:
-        result = run_grid(
-            judge,
-            args.task,
-            max_size=args.max_size,
-            limit=args.limit,
-            n_resamples=args.n_resamples,
-            docs=docs,
-            strategy=args.strategy,
-            select_on=select_on,
-            selection_docs=selection_docs,
-            selection_split=split,
-            seed=args.seed,
-            eta=args.eta,
-            min_groups=args.min_groups,
-        )
-    except ValueError as exc:
-        if "groups" in str(exc) or "selection" in str(exc):
-            raise CommandError(str(exc)) from exc
-        raise
+    result = run_grid(
+        judge,
+        args.task,
+        max_size=args.max_size,
+        limit=args.limit,
+        n_resamples=args.n_resamples,
+        docs=docs,
+        strategy=args.strategy,
+        select_on=select_on,
+        selection_docs=selection_docs,
+        selection_split=split,
+        seed=args.seed,
+        eta=args.eta,
+        min_groups=args.min_groups,
+    )
     print(result.table())
     if args.output:
         write(result, args.output)

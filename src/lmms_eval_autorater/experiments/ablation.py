@@ -20,6 +20,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.errors import UsageError
+from lmms_eval_autorater.experiments.loop import EvaluationLoop, counts
+
 HELP = "the paper's Table 3: fine-tuned or not x trained with tools or not x inference with tools or not"
 
 #: which ``--`` option holds the model of a setup
@@ -120,17 +123,8 @@ def setups() -> list[dict]:
     return table3()
 
 
-def _summary(paradigm: str, records: list[dict], n_resamples: int) -> dict:
-    from lmms_eval_autorater.metrics import summarize_pairwise, summarize_pointwise
-
-    if paradigm == "pairwise":
-        return summarize_pairwise(records, n_resamples=n_resamples)
-    return summarize_pointwise(records, n_resamples=n_resamples)
-
-
 def check_checkpoint(path: str, expected_tools: str, option: str) -> None:
     """Refuse a checkpoint whose ``autorater_training.json`` says it was trained the other way."""
-    from lmms_eval_autorater.cli import CommandError
     from lmms_eval_autorater.training.train import TRAINING_INFO
 
     info_file = Path(path) / TRAINING_INFO
@@ -138,7 +132,7 @@ def check_checkpoint(path: str, expected_tools: str, option: str) -> None:
         return  # a checkpoint not written by ``train`` (hub id, someone else's): taken as given
     tools = json.loads(info_file.read_text()).get("tools")
     if tools != expected_tools:
-        raise CommandError(
+        raise UsageError(
             f"{option} {path}: trained --tools {tools} (its {TRAINING_INFO}), but {option} is the model "
             f"trained --tools {expected_tools}"
         )
@@ -159,12 +153,9 @@ def run_ablation(
     """Run Table 3's six setups on ``task``; ``models`` maps ``base``, ``ft_tools``, ``ft_notools`` to
     ``pretrained=`` values. ``pool``: a specialist pool to share (default: the factory's)."""
     from lmms_eval_autorater.judges.factory import build_judge, build_pool, judge_config
-    from lmms_eval_autorater.judges.judge import require_some_inputs
-    from lmms_eval_autorater.metrics.paired import paired_records
     from lmms_eval_autorater.reports.paper import citation
     from lmms_eval_autorater.specialists.registry import applicable
     from lmms_eval_autorater.tasks.catalog import build_docs, task_info
-    from lmms_eval_autorater.tasks.common import doc_to_request, make_record, verdict_record
 
     info = task_info(task)
     extra = {k: v for k, v in (model_args or {}).items() if k not in ("pretrained", "tools")}
@@ -173,8 +164,7 @@ def run_ablation(
     if limit is not None:
         docs = docs[:limit]
     if not docs:
-        raise ValueError(f"task {task!r} has no docs")
-    reqs = [doc_to_request(d, task, i) for i, d in enumerate(docs)]
+        raise UsageError(f"task {task!r} has no docs")
     table = setups()
     order = list(dict.fromkeys(ROLE_OF[(s["finetuned"], s["trained_with_tools"])] for s in table))
     if pool is None:
@@ -186,49 +176,33 @@ def run_ablation(
         for role in order
     }
     first = judges[order[0]]
-    bad = first.check(reqs)
-    require_some_inputs(bad)
-    good = [i for i, p in enumerate(bad) if p is None]
-    good_reqs = [reqs[i] for i in good]
-    with_tools = first.with_tools(inference_tools)
+    loop = EvaluationLoop(first, task, docs, n_resamples=n_resamples)
     codes = inference_tools if isinstance(inference_tools, list) else applicable(info.task_kind)
-    if inference_tools != "auto":
-        for code in codes:  # every specialist once over every doc, before any judge model is loaded
-            with_tools.assess(code, good_reqs)
+    if inference_tools != "auto":  # every specialist once over every doc, before any judge model is loaded
+        loop.prepass(first.with_tools(inference_tools), codes)
     records_by_setup: dict[str, list[dict]] = {}
     rows: list[SetupRow] = []
     for role in order:
         judge = judges[role]
         for s in (s for s in table if ROLE_OF[(s["finetuned"], s["trained_with_tools"])] == role):
+            setup = str(s["setup"])
             tools = inference_tools if s["inference_with_tools"] else []
-            verdicts = judge.with_tools(tools).judge_all(good_reqs)
-            by_doc = dict(zip(good, verdicts))
-            records = [
-                verdict_record(d, by_doc[i], info.paradigm)
-                if i in by_doc
-                else make_record(d, info.paradigm, "input_error", None)
-                for i, d in enumerate(docs)
-            ]
-            records_by_setup[str(s["setup"])] = records
-            summ = _summary(info.paradigm, records, n_resamples)
-            m = info.metric
-            shown = list(dict.fromkeys(c for v in verdicts for c in v.meta.get("tools", [])))
+            records = records_by_setup[setup] = loop.records(setup, judge.with_tools(tools))
+            value, low, high, summ = loop.metric(records)
+            shown = list(dict.fromkeys(c for v in loop.judged(setup) for c in v.meta.get("tools", [])))
             paper_value = s.get("pearson") if task == "aigiqa" and info.metric == "pearson" else None
             rows.append(
                 SetupRow(
-                    setup=str(s["setup"]),
+                    setup=setup,
                     finetuned=bool(s["finetuned"]),
                     trained_with_tools=bool(s["trained_with_tools"]),
                     inference_with_tools=bool(s["inference_with_tools"]),
                     model=models[role],
                     tools=shown,
-                    metric=float(summ[m]),
-                    ci_low=float(summ[f"{m}_ci_low"]),
-                    ci_high=float(summ[f"{m}_ci_high"]),
-                    n_scored=int(summ["n_scored"]),
-                    input_errors=int(summ["input_errors"]),
-                    parse_failures=int(summ["parse_failures"]),
-                    api_failures=int(summ["api_failures"]),
+                    metric=float(value),
+                    ci_low=float(low),
+                    ci_high=float(high),
+                    **counts(summ),
                     paper=None if paper_value is None else float(paper_value),
                 )
             )
@@ -240,9 +214,7 @@ def run_ablation(
     rows.sort(key=lambda r: [str(s["setup"]) for s in table].index(r.setup))
     for r in rows:
         if reference is not None and r.setup != reference:
-            diff = paired_records(
-                records_by_setup[r.setup], records_by_setup[reference], info.paradigm, n_resamples=n_resamples
-            )
+            diff = loop.paired(records_by_setup[r.setup], records_by_setup[reference])
             r.vs_base = {"reference": reference, **diff.to_json()}
     conventions = {
         "base": models["base"],
@@ -306,32 +278,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``ablation`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
     from lmms_eval_autorater.judges.args import ModelArgError, parse_model_args, parse_tools
     from lmms_eval_autorater.judges.factory import judge_config
     from lmms_eval_autorater.tasks.catalog import TASKS
 
     if args.task not in TASKS:
-        raise CommandError(f"--task must be one of {', '.join(TASKS)}; got {args.task!r}")
+        raise UsageError(f"--task must be one of {', '.join(TASKS)}; got {args.task!r}")
     if args.limit is not None and args.limit < 1:
-        raise CommandError("--limit must be >= 1")
+        raise UsageError("--limit must be >= 1")
     try:
         model_args = parse_model_args(args.model_args)
         tools = parse_tools(args.tools, TASKS[args.task].task_kind)
         for key in ("pretrained", "tools"):
             if key in model_args:
-                raise CommandError(f"--model_args must not set {key}=: the ablation chooses it per setup")
+                raise UsageError(f"--model_args must not set {key}=: the ablation chooses it per setup")
         judge_config("autorater_internvl", model_args)  # unknown or bad arguments stop here, before loading
-    except ModelArgError as exc:
-        raise CommandError(str(exc)) from exc
+    except ModelArgError as exc:  # judges.args' own class: one line without its type name
+        raise UsageError(str(exc)) from exc
     if tools in ([], "auto"):
-        raise CommandError(f"--tools {args.tools}: 'inference with tools' needs specialists (all or codes)")
+        raise UsageError(f"--tools {args.tools}: 'inference with tools' needs specialists (all or codes)")
     for option, path, expected in (
         ("--ft_tools", args.ft_tools, "with"),
         ("--ft_notools", args.ft_notools, "without"),
     ):
         if not Path(path).is_dir():
-            raise CommandError(f"{option} {path}: no such checkpoint folder")
+            raise UsageError(f"{option} {path}: no such checkpoint folder")
         check_checkpoint(path, expected, option)
     models = {"base": args.base, "ft_tools": args.ft_tools, "ft_notools": args.ft_notools}
     result = run_ablation(
