@@ -1,6 +1,6 @@
 """AesExpert (Huang et al., 2024): an aesthetic critique from a LLaVA-1.5-7B tuned on AesMMIT.
 
-The release (``qyuan/AesMMIT_LLaVA_v1.5_7b_240325``) is in the original LLaVA repo format
+The release (``catalog.models.AESEXPERT_CHECKPOINT``) is in the original LLaVA repo format
 (``model_type: llava_llama``), which transformers cannot load. ``convert`` rewrites it as a
 transformers ``LlavaForConditionalGeneration`` folder, once:
 
