@@ -84,6 +84,14 @@ def test_grid_variant_defaults_to_the_papers_subsets():
         with pytest.raises(ModelArgError, match="conflicts with the variant, which fixes each task's own"):
             judge_config(name, {"tools": "all"})
     assert judge_config("autorater_gpt4o_grid").task_tools["psr"] == ["GD", "QS", "DF"]  # registry order
+    from lmms_eval_autorater.judges.factory import build_judge
+
+    with pytest.raises(
+        ModelArgError, match="only its lmms-eval model.*use autorater_gpt4o with tools=SUBSET"
+    ):
+        build_judge(
+            "autorater_gpt4o_grid"
+        )  # elsewhere (the Python API, commands) it would ignore the subsets
 
 
 def test_grid_variant_reads_a_grid_result_file_or_folder(tmp_path):

@@ -389,12 +389,14 @@ def build_judge(
     *,
     progress: bool = True,
     pool: Any = None,
+    per_task: bool = False,
 ):
     """A ready ``Judge`` for a judge name and its arguments (or a validated ``JudgeConfig``).
 
     The specialist pool is created when the judge first needs a specialist (``tools=`` or a later
     ``judge.with_tools``); pass ``pool=`` to share one. ``judge.completer`` and ``judge.backend`` expose
-    the pieces for statistics.
+    the pieces for statistics. A ``_grid`` variant is built only by its lmms-eval model (``per_task=True``),
+    which gives each task its subset with ``judge.with_tools``.
     """
     from lmms_eval_autorater.judges.judge import Judge
     from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
@@ -403,6 +405,11 @@ def build_judge(
     from lmms_eval_autorater.specialists.render import render_assessments
 
     cfg = name_or_config if isinstance(name_or_config, JudgeConfig) else judge_config(name_or_config, args)
+    if cfg.variant == "grid" and not per_task:
+        raise ModelArgError(
+            f"{cfg.name} judges each task with its own subset, which only its lmms-eval model knows how to "
+            f"apply; here use {CATALOG[cfg.name].base} with tools=SUBSET"
+        )
     backend = build_backend(cfg)
     completer = build_completer(cfg, backend, progress=progress)
     shared: dict[str, Any] = {"pool": pool}

@@ -31,7 +31,7 @@ class AutoraterJudgeBase(lmms):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         self.config = judge_config(self.NAME, kwargs)
-        self.judge = build_judge(self.config)
+        self.judge = build_judge(self.config, per_task=True)
         self.backend = self.judge.backend
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -48,10 +48,11 @@ class AutoraterJudgeBase(lmms):
         used, skipped_input_errors = [], 0
         for judge, idx, extra in self._plan(reqs, tasks):
             part = [reqs[i] for i in idx]
-            if all(p is not None for p in judge.check(part)):  # the whole task is input errors (logged)
-                out = [input_error_verdict(p) for p in judge.check(part)]
+            problems = judge.check(part) if self.config.variant == "grid" else [None]
+            if all(p is not None for p in problems):  # a grid run's task that is all input errors (logged)
+                out = [input_error_verdict(p) for p in problems]
                 skipped_input_errors += len(out)
-                for p in judge.check(part):
+                for p in problems:
                     logger.error(f"autorater: {p}; not sent, counted in input_errors")
             else:
                 estimates = self._estimate(part, judge)
