@@ -20,6 +20,7 @@ from tests.clitools import LMMS_EVAL, TruthResponder, sha_of_ref, sha_of_url
 from tests.openai_server import OpenAIServer, image_urls
 
 TASKS = ("imagereward_pair", "aigiqa")
+REPO_SRC = Path(__file__).resolve().parents[1] / "src" / "lmms_eval_autorater"
 
 
 class AutoResponder:
@@ -226,6 +227,49 @@ def test_recognise_rows_from_model_and_args(tmp_path):
         if kind in (None, "none", "auto", "all"):
             args = {} if kind in (None, "none") else {"tools": kind}
             assert recognise(_run(model, **args)).row == prow["row"]
+
+
+def test_recognise_the_papers_variants(tmp_path):
+    """The registered variants name their row; a ``_grid`` run's subset is per task (without samples: the
+    paper's bracketed subset, or the grid file's)."""
+    import yaml
+
+    from lmms_eval_autorater.reports.table import recognise
+
+    assert recognise(_run("autorater_gpt4o_all")).row == "GPT-4o + All"
+    assert recognise(_run("autorater_gpt4o_auto")).row == "GPT-4o + Auto"
+    assert recognise(_run("autorater_gemini_all")).row == "Gemini-2.5-Pro + All"
+    assert recognise(_run("autorater_gemini_auto")).row == "Gemini-2.5-Pro + Auto"
+    assert "gpt-4o-mini" in recognise(_run("autorater_gpt4o_all", model="gpt-4o-mini")).reason
+    assert "Table 3" in recognise(_run("autorater_internvl_all")).reason  # not fine-tuned, with tools
+    rows = yaml.safe_load((REPO_SRC / "catalog" / "paper.yaml").read_text())["table2"]
+    for model, row in (
+        ("autorater_gpt4o_grid", "GPT-4o + Grid"),
+        ("autorater_gemini_grid", "Gemini-2.5-Pro + Grid"),
+    ):
+        run = _run(model)
+        rec = recognise(run)
+        assert rec.row == row
+        grid = next(r["grid"] for r in rows if r["row"] == row)
+        for task, codes in grid.items():  # the same set of codes, in the registry's order
+            assert sorted(rec.subset_of(run, task).split("+")) == sorted(codes)
+    grid_file = tmp_path / "psr.json"
+    grid_file.write_text(json.dumps({"task": "psr", "best": "DF+DS", "rows": []}))
+    run = _run("autorater_gpt4o_grid", grid_result=str(grid_file))
+    assert recognise(run).subset_of(run, "psr") == "DF+DS"
+    assert recognise(run).subset_of(run, "aigiqa") is None  # the file names no subset for it
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    # no training file: the fine-tuned variant's name says how it was trained
+    assert (
+        recognise(_run("autorater_internvl_ft", pretrained=str(ckpt))).row
+        == "InternVL3-8B + CoT finetuning w/o tools"
+    )
+    assert recognise(_run("autorater_internvl_ft_all", pretrained=str(ckpt))).row == (
+        "InternVL3-8B + CoT finetuning w/ all tools"
+    )
+    (ckpt / "autorater_training.json").write_text(json.dumps({"tools": "without"}))  # the file wins
+    assert "Table 3" in recognise(_run("autorater_internvl_ft_all", pretrained=str(ckpt))).reason
 
 
 @pytest.mark.slow

@@ -18,21 +18,17 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from lmms_eval_autorater.catalog.models import MODELS as _CATALOG
+from lmms_eval_autorater.tasks.catalog import GROUP, TASKS
+
 TASKS_DIR = str(Path(__file__).resolve().parent / "tasks")
 
-#: model id -> "module:Class" (lazy, as in lm-evaluation-harness).
-MODELS: dict[str, str] = {
-    "autorater_gpt4o": "lmms_eval_autorater.models.judge_models:AutoraterGPT4o",
-    "autorater_gemini": "lmms_eval_autorater.models.judge_models:AutoraterGemini",
-    "autorater_openai": "lmms_eval_autorater.models.judge_models:AutoraterOpenAICompatible",
-    "autorater_internvl": "lmms_eval_autorater.models.judge_models:AutoraterInternVL",
-    "hpsv3": "lmms_eval_autorater.models.baseline_models:HPSv3Model",
-    "imagereward": "lmms_eval_autorater.models.baseline_models:ImageRewardModel",
-    "qsit": "lmms_eval_autorater.models.baseline_models:QSiTModel",
-}
+#: model id -> "module:Class" (lazy, as in lm-evaluation-harness), read from the model catalog.
+MODELS: dict[str, str] = {model_id: entry.class_path for model_id, entry in _CATALOG.items()}
 
-#: Names our tasks and group register; an earlier folder (lmms-eval's own first) wins silently, so we check.
-TASK_NAMES = ("psr", "imagereward_pair", "imagereward_point", "aigiqa", "autorater_bench")
+#: Names our tasks and group register (the task catalog's); an earlier folder (lmms-eval's own first) wins
+#: silently, so we check.
+TASK_NAMES = (*TASKS, GROUP)
 
 _PATCH_FLAG = "_autorater_tasks_dir_added"
 

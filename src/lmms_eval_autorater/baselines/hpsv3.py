@@ -1,6 +1,6 @@
 """HPSv3 (Ma et al., 2025) re-implemented on transformers' Qwen2-VL classes.
 
-The official ``HPSv3.safetensors`` (hub ``MizzenAI/HPSv3``) is a flat state dict of upstream's
+The official ``HPSv3.safetensors`` (hub ``catalog.models.HPSV3_CHECKPOINT``) is a flat state dict of upstream's
 ``Qwen2VLRewardModelBT`` (a ``Qwen2VLForConditionalGeneration`` plus an ``rm_head`` MLP) in the
 transformers 4.45 key layout. Here it is loaded into transformers' ``Qwen2VLModel`` (the backbone
 of ``Qwen2VLForConditionalGeneration``; the LM head is not needed for a reward) plus the head.
@@ -43,6 +43,7 @@ from lmms_eval_autorater.baselines import (
     resolve_dir,
     resolve_file,
 )
+from lmms_eval_autorater.catalog.models import HPSV3_BASE_MODEL, HPSV3_CHECKPOINT
 
 REWARD_TOKEN = "<|Reward|>"
 #: upstream pins min_pixels == max_pixels == 256 * 28 * 28 for every image
@@ -169,8 +170,8 @@ class HPSv3Scorer:
 
     def __init__(
         self,
-        checkpoint: str = "MizzenAI/HPSv3",
-        base_model: str = "Qwen/Qwen2-VL-7B-Instruct",
+        checkpoint: str = HPSV3_CHECKPOINT,
+        base_model: str = HPSV3_BASE_MODEL,
         device: str | None = None,
         batch_size: int = 4,
         local_files_only: bool | None = None,

@@ -1,6 +1,6 @@
 """ImageReward (Xu et al., 2023) re-implemented on transformers' BLIP classes.
 
-The official ``ImageReward.pt`` (hub ``THUDM/ImageReward``) is a plain state dict of the
+The official ``ImageReward.pt`` (hub ``catalog.models.IMAGEREWARD_CHECKPOINT``) is a plain state dict of the
 upstream ``image-reward`` package: a BLIP ViT, a BLIP BERT with cross-attention and an MLP
 head. It is loaded into ``BlipVisionModel`` + ``BlipTextModel`` with the key map below; the
 score is the upstream z-normalised reward ``(mlp(text_cls) - MEAN) / STD``.
@@ -46,6 +46,7 @@ from lmms_eval_autorater.baselines import (
     pick_dtype,
     resolve_file,
 )
+from lmms_eval_autorater.catalog.models import IMAGEREWARD_CHECKPOINT, IMAGEREWARD_TOKENIZER
 
 #: upstream ``ImageReward.mean`` / ``.std``: the reward is z-normalised with these
 REWARD_MEAN = 0.16717362830052426
@@ -56,7 +57,7 @@ MAX_TEXT_LENGTH = 35
 IMAGE_MEAN = (0.48145466, 0.4578275, 0.40821073)
 IMAGE_STD = (0.26862954, 0.26130258, 0.27577711)
 VIT_HEAD_DIM = 64
-#: BLIP's ``med_config.json`` (what ``THUDM/ImageReward`` ships), for what tensors cannot tell
+#: BLIP's ``med_config.json`` (what the ImageReward hub checkpoint ships), for what tensors cannot tell
 DEFAULT_MED_CONFIG = {
     "num_attention_heads": 12,
     "hidden_act": "gelu",
@@ -226,9 +227,9 @@ class ImageRewardScorer:
 
     def __init__(
         self,
-        checkpoint: str = "THUDM/ImageReward",
+        checkpoint: str = IMAGEREWARD_CHECKPOINT,
         med_config: str | None = None,
-        tokenizer: str = "bert-base-uncased",
+        tokenizer: str = IMAGEREWARD_TOKENIZER,
         device: str | None = None,
         batch_size: int = 8,
         local_files_only: bool | None = None,

@@ -8,13 +8,18 @@ bad value raises ``ModelArgError`` naming it, before anything is loaded or paid 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from loguru import logger
 
+from lmms_eval_autorater.catalog.models import MODELS as CATALOG
+from lmms_eval_autorater.catalog.models import JudgePreset
+from lmms_eval_autorater.catalog.models import judges as catalog_judges
 from lmms_eval_autorater.judges.args import (
     SPECIALIST_CODES,
     ModelArgError,
@@ -26,41 +31,9 @@ from lmms_eval_autorater.judges.args import (
     parse_tools,
 )
 
-
-@dataclass(frozen=True)
-class JudgePreset:
-    """What a judge name means: backend kind and the defaults a user need not type."""
-
-    kind: Literal["api", "local"]
-    model: str | None = None
-    base_url: str | None = None
-    #: environment variable holding the API key; None: $OPENAI_API_KEY when set, else no key (local servers)
-    key_env: str | None = None
-    provider: str = "openai"
-    send_seed: bool = True
-    required: tuple[str, ...] = ()
-    example: str = ""
-
-
-#: judge name -> preset; the names are the lmms-eval model ids (see ``registry.MODELS``)
-PRESETS: dict[str, JudgePreset] = {
-    "autorater_gpt4o": JudgePreset("api", model="gpt-4o-2024-08-06", key_env="OPENAI_API_KEY"),
-    "autorater_gemini": JudgePreset(
-        "api",
-        model="gemini-2.5-pro",
-        base_url="https://generativelanguage.googleapis.com/v1beta/openai/",
-        key_env="GEMINI_API_KEY",
-        provider="gemini",
-        send_seed=False,  # the endpoint documents no seed
-    ),
-    "autorater_openai": JudgePreset(
-        "api",
-        provider="openai-compatible",
-        required=("base_url", "model"),
-        example="base_url=http://127.0.0.1:8000/v1,model=OpenGVLab/InternVL3-8B",
-    ),
-    "autorater_internvl": JudgePreset("local", model="OpenGVLab/InternVL3-8B-hf"),
-}
+#: judge name -> preset (the paper's variants included); the names are the lmms-eval model ids, and both
+#: come from the model catalog (``catalog.models``)
+PRESETS: dict[str, JudgePreset] = {e.id: e.preset for e in catalog_judges() if e.preset is not None}
 
 #: accepted by every judge (lmms-eval itself passes batch_size, max_batch_size and device)
 COMMON_ARGS = frozenset(
@@ -133,6 +106,11 @@ class JudgeConfig:
     batch: bool = False
     #: the arguments as given (for result metadata)
     args: dict[str, Any] = field(default_factory=dict)
+    #: a paper variant (``autorater_gpt4o_grid``, ...): the tools it fixes (``all``, ``auto``, ``grid``, ``none``)
+    variant: str | None = None
+    #: ``grid`` variants: task -> its specialist subset, and where each came from (``paper`` or a file)
+    task_tools: dict[str, list[str]] = field(default_factory=dict)
+    subset_source: dict[str, str] = field(default_factory=dict)
 
     def cache_file(self, name: str) -> str:
         """A cache file under ``cache_dir`` (default ``$AUTORATER_CACHE_DIR`` or ~/.cache/lmms_eval_autorater)."""
@@ -141,26 +119,34 @@ class JudgeConfig:
         return os.path.join(str(self.cache_dir or default_cache_dir()), name)
 
 
-def judge_names() -> list[str]:
-    """The judge names the factory knows, sorted."""
-    return sorted(PRESETS)
+def judge_names(variants: bool = False) -> list[str]:
+    """The judge names the factory knows, sorted; the paper's variants (which fix ``tools=``) only when asked."""
+    return sorted(e.id for e in catalog_judges(variants=variants) if e.preset is not None)
 
 
 def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfig:
     """Validate ``args`` for judge ``name``; errors name the argument and what is accepted."""
     if name not in PRESETS:
-        raise ModelArgError(f"unknown judge {name!r}; known: {', '.join(judge_names())}")
+        raise ModelArgError(f"unknown judge {name!r}; known: {', '.join(judge_names(variants=True))}")
     preset = PRESETS[name]
+    entry = CATALOG[name]
     kw = dict(args or {})
     allowed = COMMON_ARGS | (API_ARGS if preset.kind == "api" else LOCAL_ARGS)
+    if entry.tools == "grid":
+        allowed = allowed | {"grid_result"}
     check_known(name, kw, set(allowed))
+    if entry.is_variant and "tools" in kw:
+        raise ModelArgError(
+            f"{name}: model argument tools={kw['tools']} conflicts with the variant, which fixes "
+            f"{_fixed_tools_text(entry.tools)}; drop tools=, or use {entry.base} with tools={kw['tools']}"
+        )
     for req in preset.required:
         if kw.get(req) in (None, ""):
             raise ModelArgError(f"{name}: model argument {req!r} is required, e.g. {preset.example}")
     cfg = JudgeConfig(
         name=name,
         kind=preset.kind,
-        tools=parse_tools(kw.get("tools", "none")),
+        tools=parse_tools(kw.get("tools", _VARIANT_TOOLS.get(entry.tools, "none"))),
         swap=as_bool("swap", kw.get("swap", False)),
         cache=as_bool("cache", kw.get("cache", True)),
         cache_dir=kw.get("cache_dir") or None,
@@ -172,12 +158,96 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         specialist_device=kw.get("specialist_device") or None,
         specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
         args=kw,
+        variant=entry.tools,
     )
+    if entry.tools == "grid":
+        cfg.task_tools, cfg.subset_source = _grid_subsets(name, entry.paper_group, kw.get("grid_result"))
     if preset.kind == "api":
         _api_config(cfg, preset, kw)
     else:
         _local_config(cfg, preset, kw)
     return cfg
+
+
+#: what a variant's fixed tools mean as a ``tools=`` value (``grid`` judges with none until a task is known)
+_VARIANT_TOOLS = {"all": "all", "auto": "auto", "none": "none", "grid": "none"}
+
+
+def _fixed_tools_text(tools: str | None) -> str:
+    if tools == "grid":
+        return "each task's own specialist subset (the paper's, or grid_result=PATH's)"
+    return f"tools={tools}"
+
+
+def _grid_subsets(
+    name: str, group: str | None, grid_result: Any
+) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """A ``_grid`` variant's subset per task: from ``grid_result=`` (a ``grid --output`` file or a folder of
+    them) or, without it, the paper's bracketed subsets of the judge's ``+ Grid`` row."""
+    from lmms_eval_autorater.catalog import paper
+
+    if grid_result not in (None, ""):
+        found = read_grid_results(str(grid_result))
+        tools = {task: _subset(name, codes, source) for task, (codes, source) in found.items()}
+        return tools, {task: source for task, (_, source) in found.items()}
+    subsets = paper.grid_subsets(group) if group else {}
+    if not subsets:
+        raise ModelArgError(
+            f"{name}: the paper has no + Grid row for this judge, so there is no default subset; pass "
+            "grid_result=PATH (the JSON of lmms-eval-autorater grid --output, or a folder of them)"
+        )
+    where = f"paper ({paper.PAPER_FILE.name}: {paper.grid_row(group)['row']})"
+    return (
+        {task: _subset(name, codes, where) for task, codes in subsets.items()},
+        dict.fromkeys(subsets, where),
+    )
+
+
+def _subset(name: str, codes: list[str], source: str) -> list[str]:
+    tools = parse_tools("+".join(codes))
+    if not isinstance(tools, list) or not tools:
+        raise ModelArgError(f"{name}: {source} names no fixed specialist subset ({codes!r})")
+    return tools
+
+
+def read_grid_results(path: str) -> dict[str, tuple[list[str], str]]:
+    """task -> (its chosen subset, the file it came from), from a ``grid --output`` JSON or a folder of them.
+
+    The chosen subset is the held-out winner when the grid was selected on a separate part (``--select_on``),
+    else its best. A file that is not a grid result, a grid with no best subset or two files for one task
+    is a ``ModelArgError`` naming the file(s).
+    """
+    root = Path(path).expanduser()
+    if root.is_dir():
+        files = sorted(root.glob("*.json"))
+        if not files:
+            raise ModelArgError(f"grid_result={path}: no grid result (*.json) in this folder")
+    elif root.is_file():
+        files = [root]
+    else:
+        raise ModelArgError(f"grid_result={path}: no such file or folder")
+    out: dict[str, tuple[list[str], str]] = {}
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ModelArgError(f"grid_result: cannot read {f} as JSON ({exc})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("task"), str) or "rows" not in data:
+            raise ModelArgError(
+                f"grid_result: {f} is not the output of lmms-eval-autorater grid (no task/rows)"
+            )
+        held = data.get("held_out")
+        subset = held.get("subset") if isinstance(held, dict) else data.get("best")
+        if not isinstance(subset, str) or not subset:
+            raise ModelArgError(
+                f"grid_result: {f} has no best subset for task {data['task']} (no subset scored)"
+            )
+        if data["task"] in out:
+            raise ModelArgError(
+                f"grid_result: two grid results for task {data['task']}: {out[data['task']][1]} and {f}"
+            )
+        out[data["task"]] = (subset.split("+"), str(f))
+    return out
 
 
 def _api_config(cfg: JudgeConfig, preset: JudgePreset, kw: dict) -> None:
@@ -319,12 +389,14 @@ def build_judge(
     *,
     progress: bool = True,
     pool: Any = None,
+    per_task: bool = False,
 ):
     """A ready ``Judge`` for a judge name and its arguments (or a validated ``JudgeConfig``).
 
     The specialist pool is created when the judge first needs a specialist (``tools=`` or a later
     ``judge.with_tools``); pass ``pool=`` to share one. ``judge.completer`` and ``judge.backend`` expose
-    the pieces for statistics.
+    the pieces for statistics. A ``_grid`` variant is built only by its lmms-eval model (``per_task=True``),
+    which gives each task its subset with ``judge.with_tools``.
     """
     from lmms_eval_autorater.judges.judge import Judge
     from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
@@ -333,6 +405,11 @@ def build_judge(
     from lmms_eval_autorater.specialists.render import render_assessments
 
     cfg = name_or_config if isinstance(name_or_config, JudgeConfig) else judge_config(name_or_config, args)
+    if cfg.variant == "grid" and not per_task:
+        raise ModelArgError(
+            f"{cfg.name} judges each task with its own subset, which only its lmms-eval model knows how to "
+            f"apply; here use {CATALOG[cfg.name].base} with tools=SUBSET"
+        )
     backend = build_backend(cfg)
     completer = build_completer(cfg, backend, progress=progress)
     shared: dict[str, Any] = {"pool": pool}
@@ -358,6 +435,7 @@ def build_judge(
 
 __all__ = [
     "PRESETS",
+    "read_grid_results",
     "JudgeConfig",
     "JudgePreset",
     "ModelArgError",

@@ -13,6 +13,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
 
+from lmms_eval_autorater.catalog.models import MODELS as CATALOG
 from lmms_eval_autorater.judges.args import as_int, check_known
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.judge import check_inputs, input_error_verdict, require_some_inputs
@@ -34,6 +35,10 @@ class BaselineScorerModel(lmms):
         self.batch_size = as_int("batch_size", kwargs.get("batch_size") or 8, 1)
         self.device_arg = kwargs.get("device") or None
         self.scorer = self.build_scorer()
+
+    def default(self, arg: str) -> str | None:
+        """``arg`` as given, else the catalog's default checkpoint argument of this model."""
+        return self.args.get(arg, CATALOG[self.NAME].defaults.get(arg))
 
     def build_scorer(self):  # pragma: no cover - abstract
         raise NotImplementedError
@@ -96,8 +101,8 @@ class HPSv3Model(BaselineScorerModel):
         from lmms_eval_autorater.baselines.hpsv3 import HPSv3Scorer
 
         return HPSv3Scorer(
-            checkpoint=self.args.get("checkpoint", "MizzenAI/HPSv3"),
-            base_model=self.args.get("base_model", "Qwen/Qwen2-VL-7B-Instruct"),
+            checkpoint=self.default("checkpoint"),
+            base_model=self.default("base_model"),
             device=self.device_arg,
             batch_size=self.batch_size,
             local_files_only=self.args.get("local_files_only"),
@@ -121,9 +126,9 @@ class ImageRewardModel(BaselineScorerModel):
         from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
 
         return ImageRewardScorer(
-            checkpoint=self.args.get("checkpoint", "THUDM/ImageReward"),
+            checkpoint=self.default("checkpoint"),
             med_config=self.args.get("med_config"),
-            tokenizer=self.args.get("tokenizer", "bert-base-uncased"),
+            tokenizer=self.default("tokenizer"),
             device=self.device_arg,
             batch_size=self.batch_size,
             local_files_only=self.args.get("local_files_only"),
@@ -141,7 +146,7 @@ class QSiTModel(BaselineScorerModel):
         from lmms_eval_autorater.specialists.qs import QSiTScorer
 
         return QSiTScorer(
-            pretrained=self.args.get("pretrained", "zhangzicheng/q-sit"),
+            pretrained=self.default("pretrained"),
             device=self.device_arg,
             dtype=self.args.get("dtype"),
             batch_size=self.batch_size,

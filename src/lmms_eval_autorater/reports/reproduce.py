@@ -1,6 +1,6 @@
 """The ``reproduce`` command: plan and run every row of Table 2 through lmms-eval, then build the table.
 
-The plan is every paper row (``reports/paper.yaml``) x column with the lmms-eval arguments the README
+The plan is every paper row (``catalog/paper.yaml``) x column with the lmms-eval arguments the README
 gives; each job (one lmms-eval run) is checked for what it needs (API key, local weights, data) and
 skipped with the reason when it cannot run. Jobs run as ``lmms-eval`` subprocesses writing to
 ``DIR/runs/<job>/`` (the response and specialist caches are reused as usual); each job's results file is
@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.catalog import models as catalog_models
+from lmms_eval_autorater.catalog.models import default_args
 from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.table import row_spec
@@ -32,16 +34,14 @@ STATE_FILE = "reproduce_state.json"
 #: a plan whose estimated direct-API cost (USD) is above this asks for --yes
 DEFAULT_MAX_USD = 5.0
 
-#: the baselines' lmms-eval arguments, as the README's "Reproducing Table 2" gives them
-BASELINE_ARGS = {
-    "hpsv3": ("checkpoint=MizzenAI/HPSv3,base_model=Qwen/Qwen2-VL-7B-Instruct", 4),
-    "imagereward": ("checkpoint=THUDM/ImageReward,tokenizer=bert-base-uncased", 8),
-    "qsit": ("pretrained=zhangzicheng/q-sit", 8),
-}
+#: the baselines' lmms-eval arguments and batch sizes, as the README's "Reproducing Table 2" gives them
+#: (the model catalog's checkpoints)
+BASELINE_ARGS = {e.id: (default_args(e.id), e.batch_size) for e in catalog_models.baselines()}
 #: the batch size of the local InternVL judge (README)
-INTERNVL_BATCH = 4
-#: the AutoRater judges (specialists and ``--judge_args`` apply to them)
-JUDGE_MODELS = ("autorater_gpt4o", "autorater_gemini", "autorater_internvl", "autorater_openai")
+INTERNVL_BATCH = catalog_models.MODELS["autorater_internvl"].batch_size
+#: the AutoRater judges (specialists and ``--judge_args`` apply to them); the paper's variants are not
+#: planned (each row runs its base judge with its own tools=)
+JUDGE_MODELS = tuple(e.id for e in catalog_models.judges(variants=False))
 #: model args naming weights to check: hub id or local folder
 WEIGHT_ARGS = ("checkpoint", "base_model", "tokenizer", "pretrained")
 

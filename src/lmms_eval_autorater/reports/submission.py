@@ -21,6 +21,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.catalog.models import baselines
+
 HELP = "pack one model's finished runs as a checkable leaderboard submission"
 FORMAT = "lmms-eval-autorater-submission"
 FORMAT_VERSION = 1
@@ -50,8 +52,8 @@ OPERATIONAL_ARGS = frozenset(
 )
 #: model-arg names whose values are never written into a submission
 SECRET_MARKERS = ("api_key", "token", "secret", "password")
-#: the baselines are released checkpoints
-OPEN_BASELINES = frozenset({"hpsv3", "imagereward", "qsit"})
+#: the baselines are released checkpoints (the model catalog's)
+OPEN_BASELINES = frozenset(e.id for e in baselines() if e.open_weights)
 
 
 #: the Hugging Face dataset id and pretty name of each task (for the model-index metadata)

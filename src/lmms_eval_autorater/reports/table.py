@@ -1,7 +1,7 @@
 """The ``table`` command: Table 2 from lmms-eval results, with the paper's numbers and paired differences.
 
-Rows are the paper's (``reports/paper.yaml``), recognised from each run's model and model arguments
-(``recognise``); columns are the four benchmarks. Each cell is our headline metric with its 95% CI as the
+Rows are the paper's (``catalog/paper.yaml``), recognised from each run's model and model arguments
+(``recognise``; the paper's variants such as ``autorater_gpt4o_grid`` name their row themselves); columns are the four benchmarks. Each cell is our headline metric with its 95% CI as the
 results file holds it, the paper's number beside it and the difference; every AutoRater row also gets its
 difference from its base VLM row, with a paired bootstrap CI over the same docs (clustered by prompt or
 set: ``metrics.paired.paired_records``). Runs that disagree on a task's conventions are refused.
@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.catalog import models as catalog_models
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.runs import Run, RunsError, TaskRun, is_number, load_runs
 
 HELP = "build Table 2 from lmms-eval results, with the paper's numbers and paired differences"
 
-#: lmms-eval judge model -> the paper's group of rows (``group`` in paper.yaml)
-JUDGE_GROUPS = {"autorater_gpt4o": "gpt-4o", "autorater_gemini": "gemini", "autorater_internvl": "internvl"}
+#: lmms-eval judge model -> the paper's group of rows (``group`` in paper.yaml), from the model catalog
+JUDGE_GROUPS = {e.id: e.paper_group for e in catalog_models.judges(variants=False) if e.paper_group}
 #: the group of the specialist-free baselines; their lmms-eval model is the row name, lower-cased alnum
 BASELINE_GROUP = "baselines"
 #: where a fine-tuned checkpoint says how it was trained (written by ``lmms-eval-autorater train``)
@@ -97,6 +98,12 @@ class Recognised:
     row: str | None
     reason: str = ""
     subset: str | None = None
+    #: a ``_grid`` variant's run: the subset of each task (``subset_of``), read from its samples or arguments
+    per_task: bool = False
+
+    def subset_of(self, run: Run, task: str) -> str | None:
+        """The specialist subset this run used on ``task`` (None when the row has no subset)."""
+        return _variant_subset(run, task) if self.per_task else self.subset
 
 
 def _tools(args: dict[str, str]) -> str | list[str]:
@@ -132,6 +139,9 @@ def recognise(run: Run) -> Recognised:
     from lmms_eval_autorater.judges.factory import PRESETS
 
     args = run.model_args
+    variant = catalog_models.MODELS.get(run.model)
+    if variant is not None and variant.is_variant:
+        return _recognise_variant(run, variant)
     baselines = {_norm(r["row"]): r["row"] for r in _group_rows(BASELINE_GROUP)}
     if _norm(run.model) in baselines:
         return Recognised(baselines[_norm(run.model)])
@@ -180,6 +190,69 @@ def recognise(run: Run) -> Recognised:
     if any(r["row"] == name for r in _group_rows(group)):
         return Recognised(name)
     return Recognised(None, f"tools={tools}: no such row in the paper")
+
+
+def _recognise_variant(run: Run, entry: catalog_models.ModelEntry) -> Recognised:
+    """A paper variant's row: its base judge's rule with the tools the variant fixes (``tools=`` of the run
+    cannot differ: the variant refuses it). A ``_grid`` run's subsets are per task; a fine-tuned variant
+    whose checkpoint has no training file takes the row its name says."""
+    assert entry.base is not None
+    args = dict(run.model_args)
+    grid = entry.tools == "grid"
+    args["tools"] = "none" if grid else str(entry.tools)
+    if entry.tools == "none" and "pretrained" not in args:
+        return Recognised(None, f"{run.model} needs pretrained= (a fine-tuned checkpoint)")
+    base_run = Run(
+        path=run.path,
+        model=entry.base,
+        model_args=args,
+        date=run.date,
+        versions=run.versions,
+        tasks=run.tasks,
+    )
+    if not grid:
+        fine_tuned = entry.preset is not None and "pretrained" in entry.preset.required
+        if fine_tuned and _trained_with_tools(args["pretrained"]) is None:
+            row = _finetuned_row(entry.tools == "all")
+            return (
+                Recognised(row["row"])
+                if row
+                else Recognised(None, "no fine-tuned row in the paper's Table 2")
+            )
+        return recognise(base_run)
+    base = recognise(base_run)
+    if base.row is None:
+        return base
+    group = JUDGE_GROUPS[entry.base]
+    row = paper_data.grid_row(group)
+    if row is None:
+        return Recognised(None, f"{run.model}: the paper has no + Grid row for {group}")
+    return Recognised(row["row"], per_task=True)
+
+
+def _variant_subset(run: Run, task: str) -> str | None:
+    """The subset a ``_grid`` variant used on ``task``: what its samples' verdicts recorded (``subset``), else
+    (no samples) the paper's subset when no ``grid_result=`` was given, else the grid file's if it is there."""
+    tr = run.tasks.get(task)
+    try:
+        for rec in tr.records() if tr is not None else []:
+            if (rec.get("meta") or {}).get("subset"):
+                return str(rec["meta"]["subset"])
+    except RunsError:
+        pass
+    entry = catalog_models.MODELS[run.model]
+    path = run.model_args.get("grid_result")
+    if not path:
+        codes = paper_data.grid_subsets(entry.paper_group or "").get(task)
+        return "+".join(codes) if codes else None
+    from lmms_eval_autorater.judges.args import ModelArgError
+    from lmms_eval_autorater.judges.factory import read_grid_results
+
+    try:
+        found = read_grid_results(path)
+    except ModelArgError:
+        return None
+    return "+".join(found[task][0]) if task in found else None
 
 
 def row_spec(name: str) -> tuple[str, str | None]:
@@ -301,7 +374,7 @@ def build_table(runs: list[Run], overrides: dict[str, list[Path]] | None = None)
                     f"two runs of row {rec.row!r} on {task}: {other} and {run.path}; "
                     "keep one (or name one's row with --row NAME=PATH)"
                 )
-            cell = Cell(rec.row, task, run, tr, subset=rec.subset)
+            cell = Cell(rec.row, task, run, tr, subset=rec.subset_of(run, task))
             table.cells[key] = cell
             placed.append(cell)
     if not placed:

@@ -1,6 +1,6 @@
 """AesExpert (Huang et al., 2024): an aesthetic critique from a LLaVA-1.5-7B tuned on AesMMIT.
 
-The release (``qyuan/AesMMIT_LLaVA_v1.5_7b_240325``) is in the original LLaVA repo format
+The release (``catalog.models.AESEXPERT_CHECKPOINT``) is in the original LLaVA repo format
 (``model_type: llava_llama``), which transformers cannot load. ``convert`` rewrites it as a
 transformers ``LlavaForConditionalGeneration`` folder, once:
 
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lmms_eval_autorater.catalog.models import AESEXPERT_CHECKPOINT
 from lmms_eval_autorater.specialists.base import (
     Specialist,
     SpecialistInput,
@@ -39,7 +40,7 @@ from lmms_eval_autorater.specialists.qs import resolve_device, resolve_dtype, re
 from lmms_eval_autorater.specialists.registry import SPECS
 from lmms_eval_autorater.specialists.types import Assessment
 
-DEFAULT_AE_MODEL = "qyuan/AesMMIT_LLaVA_v1.5_7b_240325"
+DEFAULT_AE_MODEL = AESEXPERT_CHECKPOINT
 AE_SYSTEM = (
     "A chat between a curious human and an artificial intelligence assistant. "
     "The assistant gives helpful, detailed, and polite answers to the human's questions."

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lmms_eval_autorater.catalog.models import QSIT_CHECKPOINT
 from lmms_eval_autorater.devices import default_device as resolve_device  # noqa: F401  (re-exported)
 from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.specialists.base import (
@@ -43,7 +44,7 @@ QSIT_PROMPT = (
 QSIT_ASSISTANT_PREFIX = "The quality of this image is "
 QSIT_LEVELS: tuple[str, ...] = ("Excellent", "Good", "Fair", "Poor", "Bad")
 QSIT_WEIGHTS: tuple[float, ...] = (1.0, 0.75, 0.5, 0.25, 0.0)
-DEFAULT_QSIT_MODEL = "zhangzicheng/q-sit"
+DEFAULT_QSIT_MODEL = QSIT_CHECKPOINT
 
 #: Used only when a checkpoint ships no chat template: the LLaVA-OneVision (Qwen2) format.
 LLAVA_OV_CHAT_TEMPLATE = (

@@ -6,6 +6,7 @@ Nothing here imports torch; ``create_specialist`` imports a specialist's module 
 
 from __future__ import annotations
 
+from lmms_eval_autorater.catalog.models import SPECIALIST_CHECKPOINTS
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistSpec, load_class
 
 TASK_KINDS: tuple[str, ...] = ("generation", "editing")
@@ -27,7 +28,7 @@ SPECS: dict[str, SpecialistSpec] = {
                 "confidence (0..1); a requested object that is missing suggests the image does not follow "
                 "the request"
             ),
-            default_model="IDEA-Research/grounding-dino-base",
+            default_model=SPECIALIST_CHECKPOINTS["GD"],
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.gd:GroundingDino",
             uses_request=True,
@@ -44,7 +45,7 @@ SPECS: dict[str, SpecialistSpec] = {
             score_range=None,
             higher_better=None,
             meaning="an aesthetic critique of the image (lighting, composition, color, fidelity) by AesExpert",
-            default_model="qyuan/AesMMIT_LLaVA_v1.5_7b_240325",
+            default_model=SPECIALIST_CHECKPOINTS["AE"],
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.ae:AesExpert",
             name_parts=(("aes", "expert"),),
@@ -85,7 +86,7 @@ SPECS: dict[str, SpecialistSpec] = {
             score_range=(0.0, 1.0),
             higher_better=True,
             meaning="Q-SiT quality score: 0 = bad, 0.25 = poor, 0.5 = fair, 0.75 = good, 1 = excellent",
-            default_model="zhangzicheng/q-sit",
+            default_model=SPECIALIST_CHECKPOINTS["QS"],
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.qs:QSiT",
             name_parts=(("q", "sit"),),

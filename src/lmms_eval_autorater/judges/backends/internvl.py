@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmms_eval_autorater.catalog.models import INTERNVL_CHECKPOINT
 from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
 
@@ -105,7 +106,7 @@ class InternVLBackend:
 
     def __init__(
         self,
-        pretrained: str = "OpenGVLab/InternVL3-8B-hf",
+        pretrained: str = INTERNVL_CHECKPOINT,
         device: str | None = None,
         dtype: str | Any = "auto",
         max_new_tokens: int = 1024,

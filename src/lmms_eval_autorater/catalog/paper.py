@@ -1,0 +1,56 @@
+"""The paper's published numbers (Tables 2 and 3), read from ``paper.yaml`` beside this module.
+
+A ground-floor fact: the reports print them, and the ``autorater_*_grid`` models read the paper's
+bracketed Grid subsets from them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+PAPER_FILE = Path(__file__).with_name("paper.yaml")
+
+
+@lru_cache(maxsize=1)
+def paper() -> dict[str, Any]:
+    """The whole data file: citation, columns, units, table2 and table3."""
+    return yaml.safe_load(PAPER_FILE.read_text(encoding="utf-8"))
+
+
+def citation() -> str:
+    """The paper the numbers come from."""
+    return str(paper()["citation"])
+
+
+def table2() -> list[dict[str, Any]]:
+    """Table 2's rows in the paper's order; pairwise columns in %, pointwise columns as Pearson r."""
+    return [dict(r) for r in paper()["table2"]]
+
+
+def table2_row(name: str) -> dict[str, Any]:
+    """One row of Table 2 by its name as printed in the paper (e.g. ``"GPT-4o + All"``)."""
+    for row in paper()["table2"]:
+        if row["row"] == name:
+            return dict(row)
+    known = ", ".join(r["row"] for r in paper()["table2"])
+    raise KeyError(f"no Table 2 row named {name!r}; known: {known}")
+
+
+def table3() -> list[dict[str, Any]]:
+    """Table 3's six setups (AIGIQA Pearson of InternVL3-8B) in the paper's order."""
+    return [dict(r) for r in paper()["table3"]]
+
+
+def grid_row(group: str) -> dict[str, Any] | None:
+    """The ``+ Grid`` row of a group of Table 2 (``gpt-4o``, ``gemini``), or None when the group has none."""
+    return next((dict(r) for r in paper()["table2"] if r["group"] == group and r.get("grid")), None)
+
+
+def grid_subsets(group: str) -> dict[str, list[str]]:
+    """task -> the paper's bracketed specialist subset of the group's ``+ Grid`` row ({} when it has none)."""
+    row = grid_row(group)
+    return {task: list(codes) for task, codes in (row or {}).get("grid", {}).items()}
