@@ -38,6 +38,7 @@ from lmms_eval_autorater.judges.types import (
     ChatImage,
     ChatPrompt,
     Completion,
+    usage_known,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 AUTO_START = 8
 AUTO_CEILING = 64
+#: a request that failed this many attempts (server errors, not 429s) while other requests of the run got
+#: answers is given up: its own fault, not weather (the stock lmms-eval ``openai`` model gives up after 5)
+PERSISTENT_AFTER = 5
 
 
 class ServerUnreachableError(RuntimeError):
@@ -171,8 +175,8 @@ class AdaptiveConcurrency:
     """The number of requests allowed in flight: pinned (``fixed``) or adaptive, AIMD.
 
     Adaptive: starts at ``start``; while no 429 or timeout has arrived it grows by ``growth`` per
-    answer (slow start: x1.5 per round of answers by default; only answers that found the limit
-    binding count) for as long as throughput grows: once the answers' moving-average latency is more
+    answer (slow start, as TCP's: +1 per answer, so x2 per round of answers; only answers that found
+    the limit binding count) for as long as throughput grows: once the answers' moving-average latency is more
     than ``latency_rise`` times the best seen, more in flight buys little more throughput (Little's
     law) and the limit holds there. A 429 or a timeout halves it (``decrease``; once per round:
     errors of requests started before the last back-off do not count again) and records ``cap``, one
@@ -194,7 +198,7 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         probe_after: float = 30.0,
         latency_rise: float = 2.0,
-        growth: float = 0.5,
+        growth: float = 1.0,
         fixed: int | None = None,
     ) -> None:
         if fixed is not None and fixed < 1:
@@ -534,7 +538,10 @@ class CallRunner:
         max_cost_usd: float | None = None,
         cost_fn: Callable[[dict], float | None] | None = None,
         estimate_fn: Callable[[ChatPrompt], tuple[int, int]] | None = None,
+        persistent_after: int = PERSISTENT_AFTER,
     ) -> None:
+        if persistent_after < 1:
+            raise ValueError(f"persistent_after must be >= 1, got {persistent_after}")
         if concurrency != AUTO and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
             raise ValueError(f"concurrency must be an integer >= 1 or {AUTO!r}, got {concurrency!r}")
         if concurrency != AUTO and concurrency < 1:
@@ -562,6 +569,8 @@ class CallRunner:
         self.unreachable_after = float(unreachable_after)
         self.max_cost_usd = max_cost_usd
         self.cost_fn = cost_fn
+        self.persistent_after = int(persistent_after)
+        self._answers = 0  # answers received by this runner (a request failing alone sees them grow)
         self.estimate_fn = estimate_fn or (lambda p: (conservative_prompt_tokens(p), 0))
         self.controller = AdaptiveConcurrency(
             start_concurrency,
@@ -585,6 +594,7 @@ class CallRunner:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.budget_skipped = 0
+        self.persistent_failures = 0
 
     @property
     def current_concurrency(self) -> int:
@@ -601,6 +611,7 @@ class CallRunner:
                 "failures": self.failures,
                 "final_round": self.final_round_prompts,
                 "final_round_recovered": self.final_round_recovered,
+                "persistent_failures": self.persistent_failures,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
             }
@@ -661,7 +672,8 @@ class CallRunner:
         if isinstance(result, Completion):
             outcome = "ok"
             if self.max_cost_usd is not None and self.cost_fn is not None:
-                cost = self.cost_fn(result.usage)
+                # an answer that did not say what it used is charged its reservation, never 0
+                cost = self.cost_fn(result.usage) if usage_known(result.usage) else None
                 charged = ticket.reserve if cost is None else cost
         else:
             if result.status == 429:
@@ -683,6 +695,8 @@ class CallRunner:
         empty_left = self.retry_empty
         cost, tokens = self._reservation(prompt)
         last: Completion | BackendError = BackendError("not sent: the run stopped first")
+        failed = 0  # attempts that ended in a retryable error other than a 429
+        answers_before: int | None = None  # answers of the run when this request first failed
         while True:
             ticket = self.admission.acquire(cost, tokens, stop)
             if ticket is None:
@@ -700,6 +714,12 @@ class CallRunner:
                     return err
                 if not err.retryable:
                     return err
+                if err.status != 429:
+                    failed += 1
+                    if answers_before is None:
+                        answers_before = self._answers
+                    if failed >= self.persistent_after and self._answers > answers_before:
+                        return self._persistent(err, failed)
                 if not self._count_left(attempt):
                     log.info(
                         "giving up after %d attempts (max_retries=%d): %s", attempt + 1, self.max_retries, err
@@ -724,6 +744,8 @@ class CallRunner:
             else:
                 self._settle(ticket, completion)
                 self._reached = True
+                with self._lock:
+                    self._answers += 1
                 usage = completion.usage or {}
                 self._count(
                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -744,6 +766,20 @@ class CallRunner:
             self._wait(delay, stop)
             if stop.is_set():
                 return last
+
+    def _persistent(self, err: BackendError, attempts: int) -> BackendError:
+        """Give up a request that keeps failing while the others are answered: an API failure, not asked
+        again in the final round."""
+        self._count(persistent_failures=1)
+        log.info("giving up after %d failed attempts while other requests were answered: %s", attempts, err)
+        out = BackendError(
+            f"{err} (given up after {attempts} failed attempts while other requests were answered)",
+            status=err.status,
+            retryable=False,
+            headers=err.headers,
+        )
+        out.persistent = True  # type: ignore[attr-defined]
+        return out
 
     def _note_unreachable(self, err: BackendError, stop: threading.Event) -> bool:
         """Record a connection error; True (and ``stop`` set) once the server counts as unreachable."""

@@ -6,15 +6,27 @@ per doc.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Any
 
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
 
+from lmms_eval_autorater.errors import CacheError
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.factory import build_judge, judge_config
 from lmms_eval_autorater.tasks.common import doc_to_request
+
+
+@contextmanager
+def _fatal_cache_errors():
+    """A cache file that cannot be used ends the process non-zero: lmms-eval catches ``Exception`` around
+    evaluation and exits 0, so the one line goes out as ``SystemExit``."""
+    try:
+        yield
+    except CacheError as exc:
+        raise SystemExit(f"autorater: {exc}") from exc
 
 
 class AutoraterJudgeBase(lmms):
@@ -26,7 +38,8 @@ class AutoraterJudgeBase(lmms):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
         self.config = judge_config(self.NAME, kwargs)
-        self.judge = build_judge(self.config)
+        with _fatal_cache_errors():
+            self.judge = build_judge(self.config)
         self.backend = self.judge.backend
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
@@ -36,7 +49,8 @@ class AutoraterJudgeBase(lmms):
             _, _, _, doc_id, task, split = inst.args
             reqs.append(doc_to_request(self.task_dict[task][split][doc_id], task, doc_id))
         estimates = self._estimate(reqs)
-        verdicts = self.judge.judge_all(reqs)
+        with _fatal_cache_errors():
+            verdicts = self.judge.judge_all(reqs)
         for v, e in zip(verdicts, estimates or []):
             v.meta["estimate"] = e  # recorded beside what was spent (results: estimated_usd next to cost_usd)
         stats = self.judge.stats
