@@ -47,9 +47,12 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 AUTO_START = 8
 AUTO_CEILING = 64
-#: a request that failed this many attempts (server errors, not 429s) while other requests of the run got
-#: answers is given up: its own fault, not weather (the stock lmms-eval ``openai`` model gives up after 5)
+#: a request that failed at least this many attempts (server errors, not 429s) while other requests of the
+#: run got answers, and that many failures in a row are unlikely as weather (``PERSISTENT_CHANCE``), is given
+#: up: its own fault (the stock lmms-eval ``openai`` model gives up after 5 attempts whatever happens)
 PERSISTENT_AFTER = 5
+#: ... unlikely: ``p ** failures`` below this, with ``p`` the run's rate of first attempts that failed
+PERSISTENT_CHANCE = 1e-3
 
 
 class ServerUnreachableError(RuntimeError):
@@ -571,6 +574,8 @@ class CallRunner:
         self.cost_fn = cost_fn
         self.persistent_after = int(persistent_after)
         self._answers = 0  # answers received by this runner (a request failing alone sees them grow)
+        self._first_attempts = 0  # first attempts of requests, and of those the ones that failed
+        self._first_failed = 0
         self.estimate_fn = estimate_fn or (lambda p: (conservative_prompt_tokens(p), 0))
         self.controller = AdaptiveConcurrency(
             start_concurrency,
@@ -611,7 +616,6 @@ class CallRunner:
                 "failures": self.failures,
                 "final_round": self.final_round_prompts,
                 "final_round_recovered": self.final_round_recovered,
-                "persistent_failures": self.persistent_failures,
                 "prompt_tokens": self.prompt_tokens,
                 "completion_tokens": self.completion_tokens,
             }
@@ -626,6 +630,7 @@ class CallRunner:
                 "concurrency_peak": self.controller.peak,
                 "concurrency_backoffs": self.controller.decreases,
                 "rate_limit_wait_s": round(self.admission.throttled_s, 3),
+                "persistent_failures": self.persistent_failures,
             }
         if self.max_cost_usd is not None:
             out["max_cost_usd"] = self.max_cost_usd
@@ -703,7 +708,7 @@ class CallRunner:
                 return last  # run() is aborting: the result is discarded
             if isinstance(ticket, BudgetSkippedError):
                 return ticket
-            self._count(calls_made=1)
+            self._count(calls_made=1, _first_attempts=int(attempt == 0))
             try:
                 completion = self.call_fn(prompt)
             except BackendError as err:
@@ -718,8 +723,16 @@ class CallRunner:
                     failed += 1
                     if answers_before is None:
                         answers_before = self._answers
-                    if failed >= self.persistent_after and self._answers > answers_before:
+                    if attempt == 0:
+                        self._count(_first_failed=1)
+                    if (
+                        failed >= self.persistent_after
+                        and self._answers > answers_before
+                        and self._weather_chance(failed) < PERSISTENT_CHANCE
+                    ):
                         return self._persistent(err, failed)
+                elif attempt == 0:
+                    self._count(_first_failed=1)
                 if not self._count_left(attempt):
                     log.info(
                         "giving up after %d attempts (max_retries=%d): %s", attempt + 1, self.max_retries, err
@@ -766,6 +779,13 @@ class CallRunner:
             self._wait(delay, stop)
             if stop.is_set():
                 return last
+
+    def _weather_chance(self, failures: int) -> float:
+        """How likely ``failures`` failures in a row are by chance: the run's first-attempt failure rate
+        (smoothed) to that power. A global outage (every first attempt failing) is 1: never given up."""
+        with self._lock:
+            p = (self._first_failed + 1) / (self._first_attempts + 2)
+        return p**failures
 
     def _persistent(self, err: BackendError, attempts: int) -> BackendError:
         """Give up a request that keeps failing while the others are answered: an API failure, not asked
