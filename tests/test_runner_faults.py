@@ -279,14 +279,8 @@ def test_outage_of_named_docs_fails_exactly_those_in_bounded_attempts(tmp_path):
     assert not any(
         r.fault and r.fault.startswith("outage") for i, rs in by_doc.items() if i not in targets for r in rs
     )
-    # the final round started after every other prompt had finished, and asked only the targets
-    assert len(snap.at) == 1 and snap.messages[0].startswith("final round: asking 3 prompt(s)")
-    assert snap.messages[-1].startswith("final round: 0 of 3 recovered, 3 still failed (statuses: 503)")
-    assert {doc(r) for r in records[snap.at[0] :]} == set(targets)
-    before = records[: snap.at[0]]
-    assert sum(doc(r) not in targets for r in before) == sum(
-        len(by_doc[i]) for i in by_doc if i not in targets
-    )
+    # given up as persistent failures: no final round asks them again
+    assert snap.at == [] and snap.messages == []
 
 
 def test_outage_ends_when_cleared_and_inject_targets_one_image():
