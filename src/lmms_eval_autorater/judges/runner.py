@@ -474,6 +474,11 @@ class CallRunner:
     retries as well. A non-retryable ``BackendError`` (a 4xx such as 400/401/404) ends the request
     at once.
 
+    Persistent failures. A request that failed ``persistent_after`` (5) attempts (429s not counted) while
+    other requests were answered since its first failure, when that many failures in a row are unlikely
+    as weather (the run's first-attempt failure rate to that power < ``PERSISTENT_CHANCE``), is given up
+    as an API failure and not asked again in the final round; a global outage keeps the long budget.
+
     Final round. Prompts that still ended in a retryable error get ONE more round once every other
     prompt of that ``run`` has finished (a fresh budget, the same policy; on by default,
     ``final_round=False`` switches it off) before they are returned as failures: a storm that
