@@ -7,6 +7,7 @@ requests in flight the server saw after warm-up, and the docs lost (must be 0).
 
     .venv/bin/python benchmarks/concurrency.py                   # 444 docs, 0.5 s, N = 16
     .venv/bin/python benchmarks/concurrency.py --n 64 --latency 1.0
+    .venv/bin/python benchmarks/concurrency.py --sizes 64,256,1000  # latency-bound only, one row per size
 
 Times: the process wall (lmms-eval start-up and task building included) and the judging span (the
 server's first request to its last answer); the ratio is stock / ours (> 1: ours is faster).
@@ -112,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--limit", type=int, default=16, help="N: the 429 server refuses requests beyond N in flight"
     )
+    ap.add_argument(
+        "--sizes",
+        default=None,
+        help="comma-separated doc counts (e.g. 64,256,1000): the latency-bound comparison only, at each size",
+    )
     args = ap.parse_args(argv)
+    if args.sizes:
+        return sizes(args)
 
     stock_args = "model_version=judge-1,base_url={url}"
     ours_args = "base_url={url},model=judge-1"
@@ -163,6 +171,34 @@ def main(argv: list[str] | None = None) -> int:
         f"429 above N={args.limit}: autorater_openai converged to {limited['gate'].get('concurrency_now')} "
         f"(server saw at most {limited['peak_after_warmup']} in flight after warm-up), docs lost {limited['lost']}"
     )
+    return 0
+
+
+def sizes(args: argparse.Namespace) -> int:
+    """Stock ``openai`` vs ``autorater_openai`` at several sizes against a latency-only server: the slow
+    start's cost is in the first rounds, so short runs show it (issue 16: within 1.1x of stock at 256)."""
+    ns = [int(x) for x in str(args.sizes).split(",") if x.strip()]
+    print(f"server latency {args.latency:g} s, latency-bound, one run per cell, {os.cpu_count()} CPUs")
+    print(
+        f"{'docs':>5} {'stock wall':>10} {'ours wall':>10} {'stock span':>10} {'ours span':>10} {'ours/stock':>10}"
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for n in ns:
+            data = make_data(work / f"data{n}", n)
+            cell = {}
+            for model, margs in (
+                ("openai", "model_version=judge-1,base_url={url}"),
+                ("autorater_openai", "base_url={url},model=judge-1"),
+            ):
+                with OpenAIServer(latency=args.latency) as server:
+                    run = run_cli(work, data, model, margs.format(url=server.url))
+                    cell[model] = (run["wall"], span(server), lost(run["results"], n))
+            (sw, ss, _), (ow, os_, olost) = cell["openai"], cell["autorater_openai"]
+            print(
+                f"{n:5d} {sw:10.2f} {ow:10.2f} {ss:10.2f} {os_:10.2f} {os_ / ss:10.2f}  lost {olost}",
+                flush=True,
+            )
     return 0
 
 

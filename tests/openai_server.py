@@ -322,7 +322,14 @@ class OpenAIServer:
         rate_limit_tokens: int | None = None,
         rate_limit_window: float = 60.0,
         count_tokens: str = "words",
+        usage: str = "openai",
     ) -> None:
+        if usage != "openai" and usage != "none" and not usage.startswith("thinking:"):
+            raise ValueError(f"usage must be 'openai', 'none' or 'thinking:N', got {usage!r}")
+        #: the ``usage`` field of answers: "openai" (prompt + completion = total), "none" (no usage field),
+        #: "thinking:N" (Gemini's OpenAI endpoint: N thought tokens in ``total_tokens`` and
+        #: ``completion_tokens_details.reasoning_tokens`` only, not in ``completion_tokens``)
+        self.usage = usage
         if count_tokens not in ("words", "openai"):
             raise ValueError(f"count_tokens must be 'words' or 'openai', got {count_tokens!r}")
         #: how ``usage.prompt_tokens`` is counted: "words" (cheap: words + 85 per image) or "openai"
@@ -723,6 +730,12 @@ class OpenAIServer:
                         "total_tokens": prompt_tokens + completion_tokens,
                     },
                 }
+                if server.usage == "none":
+                    del body["usage"]
+                elif server.usage.startswith("thinking:"):
+                    thoughts = int(server.usage.split(":", 1)[1])
+                    body["usage"]["total_tokens"] += thoughts
+                    body["usage"]["completion_tokens_details"] = {"reasoning_tokens": thoughts}
                 self._send(200, json.dumps(body).encode())
 
         return Handler

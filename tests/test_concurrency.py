@@ -139,7 +139,8 @@ def ticket(ctl: AdaptiveConcurrency, active: int, saturated: bool = True, starte
 
 
 def test_aimd_rules_on_hand_made_tickets():
-    ctl = AdaptiveConcurrency(8, ceiling=64, probe_after=10.0)
+    # the AIMD rules at a slow-start growth of +0.5 per answer (the default, TCP's +1, is tested below)
+    ctl = AdaptiveConcurrency(8, ceiling=64, probe_after=10.0, growth=0.5)
     # slow start: +0.5 per answer that found the limit binding; answers that did not, change nothing
     for _ in range(4):
         ctl.on_success(ticket(ctl, ctl.limit), now=1.0)

@@ -348,7 +348,11 @@ def test_kill_and_resume_requests_only_the_missing(key_env, tmp_path):
     cache = ResponseCache(cache_path)  # created up front, so polling only reads
     with OpenAIServer(api_key=SECRET, latency=0.15) as srv:
         script = CLIENT.format(url=srv.url, env=KEY_ENV, cache=str(cache_path), n=n)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        # the repository first (tests), then whatever PYTHONPATH already names (a worktree's src)
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        }
         proc = subprocess.Popen([sys.executable, "-c", script], cwd=str(REPO), env=env)
         try:
             deadline = time.monotonic() + 30

@@ -400,8 +400,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the command; raise on failure (the CLI prints one line)."""
     from lmms_eval_autorater.api import AutoRater
     from lmms_eval_autorater.cli import CommandError
-    from lmms_eval_autorater.generations.score import public_model_args
     from lmms_eval_autorater.judges.args import parse_model_args
+    from lmms_eval_autorater.redact import public_model_args
     from lmms_eval_autorater.reports.arena_page import write_disagreements_html, write_ratings_png
 
     sample = parse_pairs(args.pairs)

@@ -18,12 +18,12 @@ import argparse
 import json
 import math
 import os
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.judges.factory import judge_names
+from lmms_eval_autorater.redact import public_model_args
 
 HELP = "score every image of a generations JSONL file with an AutoRater judge"
 
@@ -32,7 +32,6 @@ FORMATS = (".jsonl", ".csv", ".parquet")
 COLUMNS = ("id", "prompt", "image", "source", "score", "status", "analysis", "error", "specialists", "usage")
 JSON_COLUMNS = ("specialists", "usage")
 STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
-_SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,20 +61,6 @@ def mean_ci(scores: Sequence[float], n_resamples: int = 1000, seed: int = 0) -> 
         return math.nan, math.nan, math.nan
     low, high = bootstrap_ci(np.mean, values, n_resamples=n_resamples, seed=seed)
     return float(values.mean()), low, high
-
-
-def public_model_args(model_args: dict[str, Any]) -> dict[str, Any]:
-    """``model_args`` without secrets: key-like arguments dropped (``api_key_env`` names a variable, kept),
-    user credentials removed from URLs."""
-    out: dict[str, Any] = {}
-    for key, value in model_args.items():
-        if _SECRET_KEY.search(key) and key != "api_key_env":
-            continue
-        if isinstance(value, str) and "://" in value and "@" in value.split("://", 1)[1].split("/", 1)[0]:
-            scheme, rest = value.split("://", 1)
-            value = f"{scheme}://{rest.split('@', 1)[1]}"
-        out[key] = value
-    return out
 
 
 def result_rows(rows, results) -> list[dict]:

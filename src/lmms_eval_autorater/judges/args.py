@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+from lmms_eval_autorater.errors import ModelArgError
+from lmms_eval_autorater.redact import redact_url, url_secrets
 from lmms_eval_autorater.specialists.registry import SPECS
 
 #: the specialist codes, in the order the judge reads them (the registry is the one list)
 SPECIALIST_CODES: tuple[str, ...] = tuple(SPECS)
 
 
-class ModelArgError(ValueError):
-    """A wrong ``--model_args`` value; the message names the argument and what is accepted."""
+def check_base_url(base_url: str | None, name: str = "base_url") -> None:
+    """Refuse a URL that carries credentials (``user:password@`` or a key in the query string): it would
+    be copied into every file and message that names the endpoint, and the client would send it as
+    Basic auth instead of the key. One line naming the argument and the alternative (``api_key_env=``)."""
+    if not base_url:
+        return
+    found = url_secrets(str(base_url))
+    if found:
+        raise ModelArgError(
+            f"model argument {name}={redact_url(str(base_url))!r} carries credentials ({', '.join(found)}): "
+            "remove them from the URL and put the key in an environment variable named by api_key_env= "
+            "(e.g. api_key_env=MY_SERVER_KEY); nothing was sent"
+        )
 
 
 def as_bool(name: str, value) -> bool:

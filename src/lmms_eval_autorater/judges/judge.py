@@ -164,18 +164,28 @@ def to_verdict(result: Completion | BackendError, paradigm: str) -> Verdict:
 
 
 def combine_swap(first: Verdict, second: Verdict) -> Verdict:
-    """Both orders judged: the verdict stands only if they agree, else a tie (0); failures propagate."""
+    """Both orders judged: the verdict stands only if they agree, else a tie (0); failures propagate.
+
+    What the doc spent is what both orders spent, each counted once: ``usage`` sums the orders paid for
+    in this run (``cached`` only when both came from the cache), an unknown price stays unknown (None),
+    and ``meta["orders"]`` keeps each order's own usage and cache flag. A failed order keeps the other
+    order's spend on the verdict.
+    """
+    usage, cached, orders = _swap_spend(first, second)
     for v in (first, second):
         if v.status != "ok":
             out = replace(v)
-            out.meta = {**v.meta, "swap": True, "swap_flipped": None}
+            out.meta = {**v.meta, "swap": True, "swap_flipped": None, "orders": orders}
+            if usage is not None:
+                out.meta.update(usage=usage, cached=cached)
             return out
     second_in_original = 3 - int(second.preferred)
     agree = first.preferred == second_in_original
-    usage = _sum_usage(first.meta.get("usage"), second.meta.get("usage"))
     meta = {
         **first.meta,
-        "usage": usage,
+        "usage": usage or {},
+        "cached": cached,
+        "orders": orders,
         "swap": True,
         "swap_flipped": not agree,
         "swapped_answer": {"preferred_in_original_order": second_in_original, "analysis": second.analysis},
@@ -189,12 +199,36 @@ def combine_swap(first: Verdict, second: Verdict) -> Verdict:
     )
 
 
+def _swap_spend(first: Verdict, second: Verdict) -> tuple[dict | None, bool, list[dict]]:
+    """(usage of the pair, whether it cost nothing in this run, per-order usage and cache flag).
+
+    Orders that got an answer count; of those, the ones asked in this run are summed (a cached order cost
+    nothing now), or, when every answered order came from the cache, all of them (what the cache holds).
+    None when no order got an answer (nothing was paid)."""
+    answered = [v for v in (first, second) if "usage" in v.meta]
+    orders = [{"usage": v.meta.get("usage"), "cached": bool(v.meta.get("cached"))} for v in answered]
+    if not answered:
+        return None, False, orders
+    paid = [v for v in answered if not v.meta.get("cached")]
+    usage = _sum_usage(*(v.meta.get("usage") for v in (paid or answered)))
+    return usage, not paid, orders
+
+
 def _sum_usage(*usages: dict | None) -> dict:
-    out: dict = {}
+    """Field-wise sum of usage dicts; a field that is unknown (None, or absent where another has it) in
+    any of them is unknown (None) in the sum: an unknown price is never summed as 0."""
+    keys: list[str] = []
     for u in usages:
-        for k, v in (u or {}).items():
-            if isinstance(v, (int, float)):
-                out[k] = out.get(k, 0) + v
+        keys.extend(k for k in (u or {}) if k not in keys)
+    out: dict = {}
+    for k in keys:
+        values = [(u or {}).get(k) for u in usages]
+        if any(isinstance(v, bool) for v in values):
+            continue
+        if all(isinstance(v, (int, float)) for v in values):
+            out[k] = sum(values)
+        elif any(isinstance(v, (int, float)) or v is None for v in values):
+            out[k] = None
     return out
 
 

@@ -4,18 +4,39 @@ the batched, cached specialist ``assess`` function.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
 from lmms_eval_autorater.judges.cache import ResponseCache
 from lmms_eval_autorater.judges.prompts import TEMPLATE_VERSION
-from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest
+from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion, JudgeRequest, usage_known
+from lmms_eval_autorater.redact import redact_url
 from lmms_eval_autorater.specialists.types import Assessment
+
+log = logging.getLogger(__name__)
+
+
+#: providers whose model names are the provider's own (dated snapshots such as gpt-4o-2024-08-06): their
+#: answers are shared whatever endpoint (a proxy, a gateway) asked them
+NAMED_PROVIDERS = frozenset({"openai", "gemini"})
+
+
+def model_identity(backend: Any) -> str:
+    """What identifies the answering model in a cache key: a named provider's model name, or, for any
+    other OpenAI-compatible server (``autorater_openai``), the model name at the server's URL (without
+    credentials): the same name on another server is another model."""
+    if getattr(backend, "name", None) in NAMED_PROVIDERS:
+        return backend.model
+    url = getattr(backend, "base_url", None)
+    return f"{backend.model}@{redact_url(str(url)).rstrip('/')}" if url else backend.model
 
 
 def api_cache_key(backend: Any, prompt: ChatPrompt) -> str:
     """The response-cache key of ``prompt`` for an API backend: direct and batch calls share it."""
-    return ResponseCache.key(backend.name, backend.model, TEMPLATE_VERSION, prompt, backend.gen_params())
+    return ResponseCache.key(
+        backend.name, model_identity(backend), TEMPLATE_VERSION, prompt, backend.gen_params()
+    )
 
 
 class ApiCompleter:
@@ -38,6 +59,7 @@ class ApiCompleter:
 
         self.backend = backend
         self.cache = cache
+        self.usage_missing = 0  # answers without a usage field (priced as unknown)
         if (
             max_cost_usd is not None
             and backend.cost_usd({"prompt_tokens": 1, "completion_tokens": 1}) is None
@@ -71,15 +93,35 @@ class ApiCompleter:
 
     def __call__(self, prompts: list[ChatPrompt]) -> list[Completion | BackendError]:
         results = self.runner.run([(self.key(p), p) for p in prompts])
+        missing = 0
         for r in results:
             if isinstance(r, Completion):
-                # a cached answer costs nothing in this run; an unknown price stays unknown (None), never 0
-                r.usage = {**r.usage, "cost_usd": 0.0 if r.cached else self.backend.cost_usd(r.usage)}
+                # a cached answer costs nothing in this run; an unknown price stays unknown (None), never 0,
+                # and so does the price of an answer that did not say what it used (no ``usage`` field)
+                if r.cached:
+                    cost = 0.0
+                elif usage_known(r.usage):
+                    cost = self.backend.cost_usd(r.usage)
+                else:
+                    cost, missing = None, missing + 1
+                r.usage = {**r.usage, "cost_usd": cost}
+        if missing:
+            self.usage_missing += missing
+            log.warning(
+                "%d answer(s) of %s came without a usage field: their cost_usd is unknown (null), and the "
+                "budget charged each its reservation",
+                missing,
+                self.backend.model,
+            )
         return results
 
     def stats(self) -> dict:
-        """Calls, cache hits, retries, failures and tokens of this run; budget skips and concurrency."""
-        return self.runner.stats() | self.runner.gate_stats()
+        """Calls, cache hits, retries, failures and tokens of this run; budget skips and concurrency;
+        answers without usage; cache entries that failed their checksum (dropped and asked again)."""
+        out = self.runner.stats() | self.runner.gate_stats() | {"usage_missing": self.usage_missing}
+        if self.cache is not None:
+            out["cache_rejected"] = self.cache.rejected
+        return out
 
 
 class LocalCompleter:

@@ -38,6 +38,7 @@ from lmms_eval_autorater.judges.types import (
     ChatImage,
     ChatPrompt,
     Completion,
+    usage_known,
 )
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,12 @@ log = logging.getLogger(__name__)
 AUTO = "auto"
 AUTO_START = 8
 AUTO_CEILING = 64
+#: a request that failed at least this many attempts (server errors, not 429s) while other requests of the
+#: run got answers, and that many failures in a row are unlikely as weather (``PERSISTENT_CHANCE``), is given
+#: up: its own fault (the stock lmms-eval ``openai`` model gives up after 5 attempts whatever happens)
+PERSISTENT_AFTER = 5
+#: ... unlikely: ``p ** failures`` below this, with ``p`` the run's rate of first attempts that failed
+PERSISTENT_CHANCE = 1e-3
 
 
 class ServerUnreachableError(RuntimeError):
@@ -171,8 +178,8 @@ class AdaptiveConcurrency:
     """The number of requests allowed in flight: pinned (``fixed``) or adaptive, AIMD.
 
     Adaptive: starts at ``start``; while no 429 or timeout has arrived it grows by ``growth`` per
-    answer (slow start: x1.5 per round of answers by default; only answers that found the limit
-    binding count) for as long as throughput grows: once the answers' moving-average latency is more
+    answer (slow start, as TCP's: +1 per answer, so x2 per round of answers; only answers that found
+    the limit binding count) for as long as throughput grows: once the answers' moving-average latency is more
     than ``latency_rise`` times the best seen, more in flight buys little more throughput (Little's
     law) and the limit holds there. A 429 or a timeout halves it (``decrease``; once per round:
     errors of requests started before the last back-off do not count again) and records ``cap``, one
@@ -194,7 +201,7 @@ class AdaptiveConcurrency:
         decrease: float = 0.5,
         probe_after: float = 30.0,
         latency_rise: float = 2.0,
-        growth: float = 0.5,
+        growth: float = 1.0,
         fixed: int | None = None,
     ) -> None:
         if fixed is not None and fixed < 1:
@@ -467,6 +474,11 @@ class CallRunner:
     retries as well. A non-retryable ``BackendError`` (a 4xx such as 400/401/404) ends the request
     at once.
 
+    Persistent failures. A request that failed ``persistent_after`` (5) attempts (429s not counted) while
+    other requests were answered since its first failure, when that many failures in a row are unlikely
+    as weather (the run's first-attempt failure rate to that power < ``PERSISTENT_CHANCE``), is given up
+    as an API failure and not asked again in the final round; a global outage keeps the long budget.
+
     Final round. Prompts that still ended in a retryable error get ONE more round once every other
     prompt of that ``run`` has finished (a fresh budget, the same policy; on by default,
     ``final_round=False`` switches it off) before they are returned as failures: a storm that
@@ -534,7 +546,10 @@ class CallRunner:
         max_cost_usd: float | None = None,
         cost_fn: Callable[[dict], float | None] | None = None,
         estimate_fn: Callable[[ChatPrompt], tuple[int, int]] | None = None,
+        persistent_after: int = PERSISTENT_AFTER,
     ) -> None:
+        if persistent_after < 1:
+            raise ValueError(f"persistent_after must be >= 1, got {persistent_after}")
         if concurrency != AUTO and (isinstance(concurrency, bool) or not isinstance(concurrency, int)):
             raise ValueError(f"concurrency must be an integer >= 1 or {AUTO!r}, got {concurrency!r}")
         if concurrency != AUTO and concurrency < 1:
@@ -562,6 +577,10 @@ class CallRunner:
         self.unreachable_after = float(unreachable_after)
         self.max_cost_usd = max_cost_usd
         self.cost_fn = cost_fn
+        self.persistent_after = int(persistent_after)
+        self._answers = 0  # answers received by this runner (a request failing alone sees them grow)
+        self._first_attempts = 0  # first attempts of requests, and of those the ones that failed
+        self._first_failed = 0
         self.estimate_fn = estimate_fn or (lambda p: (conservative_prompt_tokens(p), 0))
         self.controller = AdaptiveConcurrency(
             start_concurrency,
@@ -585,6 +604,7 @@ class CallRunner:
         self.prompt_tokens = 0
         self.completion_tokens = 0
         self.budget_skipped = 0
+        self.persistent_failures = 0
 
     @property
     def current_concurrency(self) -> int:
@@ -615,6 +635,7 @@ class CallRunner:
                 "concurrency_peak": self.controller.peak,
                 "concurrency_backoffs": self.controller.decreases,
                 "rate_limit_wait_s": round(self.admission.throttled_s, 3),
+                "persistent_failures": self.persistent_failures,
             }
         if self.max_cost_usd is not None:
             out["max_cost_usd"] = self.max_cost_usd
@@ -661,7 +682,8 @@ class CallRunner:
         if isinstance(result, Completion):
             outcome = "ok"
             if self.max_cost_usd is not None and self.cost_fn is not None:
-                cost = self.cost_fn(result.usage)
+                # an answer that did not say what it used is charged its reservation, never 0
+                cost = self.cost_fn(result.usage) if usage_known(result.usage) else None
                 charged = ticket.reserve if cost is None else cost
         else:
             if result.status == 429:
@@ -683,13 +705,15 @@ class CallRunner:
         empty_left = self.retry_empty
         cost, tokens = self._reservation(prompt)
         last: Completion | BackendError = BackendError("not sent: the run stopped first")
+        failed = 0  # attempts that ended in a retryable error other than a 429
+        answers_before: int | None = None  # answers of the run when this request first failed
         while True:
             ticket = self.admission.acquire(cost, tokens, stop)
             if ticket is None:
                 return last  # run() is aborting: the result is discarded
             if isinstance(ticket, BudgetSkippedError):
                 return ticket
-            self._count(calls_made=1)
+            self._count(calls_made=1, _first_attempts=int(attempt == 0))
             try:
                 completion = self.call_fn(prompt)
             except BackendError as err:
@@ -700,6 +724,20 @@ class CallRunner:
                     return err
                 if not err.retryable:
                     return err
+                if err.status != 429:
+                    failed += 1
+                    if answers_before is None:
+                        answers_before = self._answers
+                    if attempt == 0:
+                        self._count(_first_failed=1)
+                    if (
+                        failed >= self.persistent_after
+                        and self._answers > answers_before
+                        and self._weather_chance(failed) < PERSISTENT_CHANCE
+                    ):
+                        return self._persistent(err, failed)
+                elif attempt == 0:
+                    self._count(_first_failed=1)
                 if not self._count_left(attempt):
                     log.info(
                         "giving up after %d attempts (max_retries=%d): %s", attempt + 1, self.max_retries, err
@@ -724,6 +762,8 @@ class CallRunner:
             else:
                 self._settle(ticket, completion)
                 self._reached = True
+                with self._lock:
+                    self._answers += 1
                 usage = completion.usage or {}
                 self._count(
                     prompt_tokens=int(usage.get("prompt_tokens") or 0),
@@ -744,6 +784,27 @@ class CallRunner:
             self._wait(delay, stop)
             if stop.is_set():
                 return last
+
+    def _weather_chance(self, failures: int) -> float:
+        """How likely ``failures`` failures in a row are by chance: the run's first-attempt failure rate
+        (smoothed) to that power. A global outage (every first attempt failing) is 1: never given up."""
+        with self._lock:
+            p = (self._first_failed + 1) / (self._first_attempts + 2)
+        return p**failures
+
+    def _persistent(self, err: BackendError, attempts: int) -> BackendError:
+        """Give up a request that keeps failing while the others are answered: an API failure, not asked
+        again in the final round."""
+        self._count(persistent_failures=1)
+        log.info("giving up after %d failed attempts while other requests were answered: %s", attempts, err)
+        out = BackendError(
+            f"{err} (given up after {attempts} failed attempts while other requests were answered)",
+            status=err.status,
+            retryable=False,
+            headers=err.headers,
+        )
+        out.persistent = True  # type: ignore[attr-defined]
+        return out
 
     def _note_unreachable(self, err: BackendError, stop: threading.Event) -> bool:
         """Record a connection error; True (and ``stop`` set) once the server counts as unreachable."""

@@ -50,6 +50,14 @@ class ChatPrompt:
     schema_name: str = "verdict"
 
 
+def usage_known(usage: dict | None) -> bool:
+    """Whether an answer said what it used: both token counts present (an answer without a ``usage``
+    field is priced as unknown and charged its reservation against the budget, never 0)."""
+    return (
+        bool(usage) and usage.get("prompt_tokens") is not None and usage.get("completion_tokens") is not None
+    )
+
+
 @dataclass
 class Completion:
     """A backend answer with the facts a leaderboard needs to reproduce it."""

@@ -14,6 +14,7 @@ from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
 
+from lmms_eval_autorater.errors import fatal_in_run
 from lmms_eval_autorater.judges.args import ModelArgError
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.factory import build_judge, judge_config
@@ -30,15 +31,21 @@ class AutoraterJudgeBase(lmms):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        self.config = judge_config(self.NAME, kwargs)
-        self.judge = build_judge(self.config, per_task=True)
+        with fatal_in_run():  # a bad argument, a missing key, an unusable cache: one line and exit 1
+            self.config = judge_config(self.NAME, kwargs)
+            self.judge = build_judge(self.config, per_task=True)
         self.backend = self.judge.backend
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Judge every doc of every request at once; one verdict envelope per request, in order.
 
         A ``_grid`` variant judges each task's docs with that task's own subset; every variant records its
-        name (and a ``_grid`` variant the subset and where it came from) in each verdict's ``meta``."""
+        name (and a ``_grid`` variant the subset and where it came from) in each verdict's ``meta``. Our
+        typed errors (an unusable cache, every input bad) end the run with one line and exit 1."""
+        with fatal_in_run():
+            return self._generate_until(requests)
+
+    def _generate_until(self, requests: list[Instance]) -> list[str]:
         reqs, tasks = [], []
         for inst in requests:
             _, _, _, doc_id, task, split = inst.args

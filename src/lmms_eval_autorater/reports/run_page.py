@@ -158,7 +158,7 @@ def page_data(run, *, thumb: int = THUMB, images: bool = True) -> dict:
     """Everything the page shows about ``run`` (a ``reports.runs.Run``), as one JSON-able dict."""
     from tqdm import tqdm
 
-    from lmms_eval_autorater.reports.submission import public_model_args
+    from lmms_eval_autorater.redact import public_model_args
     from lmms_eval_autorater.tasks.catalog import TASKS
 
     refs: dict[str, int] = {}

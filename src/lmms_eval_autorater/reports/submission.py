@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.catalog.models import baselines
+from lmms_eval_autorater.redact import public_model_args as _public_model_args
 
 HELP = "pack one model's finished runs as a checkable leaderboard submission"
 FORMAT = "lmms-eval-autorater-submission"
@@ -50,8 +51,6 @@ OPERATIONAL_ARGS = frozenset(
         "price_out",
     }
 )
-#: model-arg names whose values are never written into a submission
-SECRET_MARKERS = ("api_key", "token", "secret", "password")
 #: the baselines are released checkpoints (the model catalog's)
 OPEN_BASELINES = frozenset(e.id for e in baselines() if e.open_weights)
 
@@ -78,12 +77,8 @@ def _num(x: Any) -> float | int | None:
 
 
 def public_model_args(args: Mapping[str, str]) -> dict[str, str]:
-    """The model args a submission shows: secrets removed (a key's *variable name* is fine)."""
-    return {
-        k: str(v)
-        for k, v in args.items()
-        if k == "api_key_env" or not any(m in k.lower() for m in SECRET_MARKERS)
-    }
+    """The model args a submission shows: the one redaction rule (``redact.public_model_args``)."""
+    return {k: str(v) for k, v in _public_model_args(args).items()}
 
 
 def identity_key(run) -> tuple:

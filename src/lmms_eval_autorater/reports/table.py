@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.catalog import models as catalog_models
+from lmms_eval_autorater.redact import public_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.runs import Run, RunsError, TaskRun, is_number, load_runs
 
@@ -494,7 +495,7 @@ def table_json(table: Table) -> dict[str, Any]:
                 "mark": marks.get((prow["row"], task)),
                 "results_file": str(cell.run.path),
                 "model": cell.run.model,
-                "model_args": cell.run.model_args,
+                "model_args": public_model_args(cell.run.model_args),
                 "versions": cell.run.versions,
                 "vs_base": _vs_base_json(cell),
             }

@@ -22,8 +22,10 @@ import os
 from typing import Any
 
 from lmms_eval_autorater.judges import prices
+from lmms_eval_autorater.judges.args import check_base_url
 from lmms_eval_autorater.judges.runner import parse_retry_after
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
+from lmms_eval_autorater.redact import redact_text
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +114,7 @@ class OpenAIChatBackend:
             raise ValueError(
                 f"token_param must be 'max_tokens' or 'max_completion_tokens', got {token_param!r}"
             )
+        check_base_url(base_url)  # credentials in the URL are refused before anything is sent or written
         self.model = model
         self.base_url = base_url
         self.api_key_env = api_key_env
@@ -276,13 +279,7 @@ class OpenAIChatBackend:
         if text is not None and not isinstance(text, str):
             raise unreadable("non-text content")
         text = text or ""
-        usage: dict = {}
-        raw_usage = getattr(response, "usage", None)
-        if raw_usage is not None:
-            usage = {
-                "prompt_tokens": _count(getattr(raw_usage, "prompt_tokens", None)),
-                "completion_tokens": _count(getattr(raw_usage, "completion_tokens", None)),
-            }
+        usage = usage_from_response(getattr(response, "usage", None))
         finish_reason = _str_or_none(getattr(choice, "finish_reason", None))
         if not text:
             refusal = getattr(message, "refusal", None)
@@ -300,7 +297,7 @@ class OpenAIChatBackend:
     def _scrub(self, text: str) -> str:
         if self._api_key and self._api_key != NO_KEY:
             text = text.replace(self._api_key, "***")
-        return text
+        return redact_text(text)  # endpoint names in messages: the one redaction rule
 
     def _error(
         self, message: str, status: int | None, retryable: bool, retry_after: float | None = None
@@ -352,6 +349,48 @@ class OpenAIChatBackend:
         return self._error(messages.get(status, f"HTTP {status}, not retried: {detail}"), status, False)
 
 
+def _field(obj: Any, name: str) -> Any:
+    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def usage_from_response(raw_usage: Any) -> dict:
+    """``{"prompt_tokens", "completion_tokens"}`` billed for one answer; ``{}`` when the answer did not say
+    (no ``usage`` field, or no token counts in it): priced as unknown, never as 0.
+
+    Thinking tokens are output tokens. OpenAI counts them inside ``completion_tokens``
+    (``completion_tokens_details.reasoning_tokens`` is the breakdown). Gemini's OpenAI-compatible endpoint
+    has reported ``completion_tokens`` without the thoughts while ``total_tokens`` includes them; so the
+    completion tokens billed are ``max(completion_tokens, total_tokens - prompt_tokens)``: the same
+    candidates + thoughts that the Gemini batch path prices (``usageMetadata``; ``gemini_batch.py``).
+    ``reasoning_tokens`` (when reported) and ``thoughts_not_in_completion`` (what was added) are kept."""
+    if raw_usage is None:
+        return {}
+    prompt = _count_or_none(_field(raw_usage, "prompt_tokens"))
+    completion = _count_or_none(_field(raw_usage, "completion_tokens"))
+    if prompt is None and completion is None:
+        return {}
+    prompt, completion = prompt or 0, completion or 0
+    usage: dict = {"prompt_tokens": prompt, "completion_tokens": completion}
+    total = _count_or_none(_field(raw_usage, "total_tokens"))
+    if total is not None and total > prompt + completion:
+        usage["completion_tokens"] = total - prompt
+        usage["thoughts_not_in_completion"] = total - prompt - completion
+    details = _field(raw_usage, "completion_tokens_details")
+    reasoning = _count_or_none(_field(details, "reasoning_tokens")) if details is not None else None
+    if reasoning:
+        usage["reasoning_tokens"] = reasoning
+    return usage
+
+
+def _count_or_none(value: object) -> int | None:
+    """A token count from a response field, or None when the field is absent or not a count."""
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return max(0, int(value))
+
+
 def _lower_headers(headers: Any) -> dict:
     """Response headers as a plain dict with lower-case names (empty when there are none)."""
     try:
@@ -362,15 +401,6 @@ def _lower_headers(headers: Any) -> dict:
 
 def _str_or_none(value: object) -> str | None:
     return value if isinstance(value, str) else None
-
-
-def _count(value: object) -> int:
-    """A token count from a response field; anything that is not a non-negative number counts 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return 0
-    if isinstance(value, float) and not math.isfinite(value):
-        return 0
-    return max(0, int(value))
 
 
 @functools.lru_cache(maxsize=1)

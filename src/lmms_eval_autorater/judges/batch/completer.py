@@ -7,10 +7,11 @@ lines (``custom_id`` = the cache key), split to the provider's per-file limits a
 every open batch is polled with backoff until it ends. Each answer goes into the cache as it is
 read. A line the provider answered with a retryable error is asked again in a new batch, at most
 ``max_line_retries`` times, then counted as an API failure; lines of an expired, cancelled or
-failed batch that have no answer are resubmitted (at most ``max_resubmits`` times), never the
-answered ones. With ``max_cost_usd``, a line is submitted only while what was spent plus an upper bound
-of the lines in flight (prompt bound + ``max_tokens``, at the batch price) stays within it: the rest
-wait for batches to end, and what still does not fit is ``budget_skipped``.
+failed batch that have no answer are resubmitted, never the answered ones, for as long as batches make
+progress: only ``max_resubmits`` batches in a row that answered none of their lines end a line as an API
+failure. With ``max_cost_usd``, a line is submitted only while what was spent plus an upper bound of the
+lines in flight (prompt bound + ``max_tokens``, at the batch price) stays within it: the rest wait for
+batches to end, and what still does not fit is ``budget_skipped``.
 """
 
 from __future__ import annotations
@@ -29,7 +30,13 @@ from lmms_eval_autorater.judges.batch.jobs import Job, JobLedger
 from lmms_eval_autorater.judges.batch.protocol import BatchProtocol, JobStatus
 from lmms_eval_autorater.judges.cache import ResponseCache
 from lmms_eval_autorater.judges.pipeline import api_cache_key
-from lmms_eval_autorater.judges.types import BackendError, BudgetSkippedError, ChatPrompt, Completion
+from lmms_eval_autorater.judges.types import (
+    BackendError,
+    BudgetSkippedError,
+    ChatPrompt,
+    Completion,
+    usage_known,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +142,8 @@ class BatchCompleter:
                 out.append(cached[k])
                 continue
             r = results[k]
-            if isinstance(r, Completion):
-                r.usage = {**r.usage, "cost_usd": self.cost_usd(r.usage)}
+            if isinstance(r, Completion):  # an answer without usage: unknown, never 0
+                r.usage = {**r.usage, "cost_usd": self.cost_usd(r.usage) if usage_known(r.usage) else None}
             out.append(r)
         return out
 
@@ -438,7 +445,9 @@ class _Run:
                 if key in self.todo and key not in self.results:
                     self.o.counts["prompt_tokens"] += int(usage.get("prompt_tokens") or 0)
                     self.o.counts["completion_tokens"] += int(usage.get("completion_tokens") or 0)
-                    self.o.spent_usd += float(self.o.cost_usd(usage) or 0.0)
+                    # an answer that did not say what it used is charged its upper bound, never 0
+                    cost = self.o.cost_usd(usage) if usage_known(usage) else None
+                    self.o.spent_usd += float(cost) if cost is not None else self._bound(key)
                 if result.text:
                     if self.o.cache is not None:
                         self.o.cache.put(key, result)  # at once: a killed run keeps every answer read
@@ -470,16 +479,21 @@ class _Run:
         for key in job.custom_ids:  # this batch is over: its lines are no longer in flight
             self.reserved.pop(key, None)
         resubmit: list[str] = []
+        # a batch that answered some of its lines made progress: its unanswered lines go again with their
+        # count of fruitless batches reset; only ``max_resubmits`` batches in a row that answered none of
+        # their lines end a line as an API failure (bounded: each round with progress settles a line)
+        progress = any(k in seen for k in job.custom_ids)
         for key in job.custom_ids:
             if key in seen or key not in self.todo or key in self.results:
                 continue
-            n = self.resubmits.get(key, 0)
+            n = 0 if progress else self.resubmits.get(key, 0)
             if n >= self.o.max_resubmits:
                 self._settle(
                     key,
                     BackendError(
-                        f"{self.p.name}/{self.o.backend.model}: no answer after {n + 1} batches "
-                        f"(the last one {status.state}{': ' + status.message if status.message else ''})",
+                        f"{self.p.name}/{self.o.backend.model}: no answer after {n + 1} batches in a row that "
+                        f"answered none of their lines (the last one {status.state}"
+                        f"{': ' + status.message if status.message else ''})",
                         retryable=False,
                     ),
                 )

@@ -26,6 +26,7 @@ from lmms_eval_autorater.judges.batch.protocol import (
     line_status_retryable,
 )
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
+from lmms_eval_autorater.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -185,7 +186,7 @@ class GeminiBatchProtocol:
     @property
     def scope(self) -> str:
         """``gemini|<base_url>|<model>``."""
-        return f"gemini|{self.backend.base_url}|{self.backend.model}"
+        return f"gemini|{redact_url(str(self.backend.base_url))}|{self.backend.model}"
 
     def line(self, custom_id: str, prompt: ChatPrompt) -> bytes:
         """The batch line of ``prompt``: ``{"key", "request"}``."""

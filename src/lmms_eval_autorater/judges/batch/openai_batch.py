@@ -22,6 +22,7 @@ from lmms_eval_autorater.judges.batch.protocol import (
     line_status_retryable,
 )
 from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion
+from lmms_eval_autorater.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +119,9 @@ class OpenAIBatchProtocol:
     @property
     def scope(self) -> str:
         """``openai|<base_url>|<model>``."""
-        return f"openai|{self.backend.base_url or 'https://api.openai.com/v1'}|{self.backend.model}"
+        return (
+            f"openai|{redact_url(self.backend.base_url or 'https://api.openai.com/v1')}|{self.backend.model}"
+        )
 
     def line(self, custom_id: str, prompt: ChatPrompt) -> bytes:
         """The Batch API line of ``prompt``: its body is what the direct path sends."""
