@@ -303,7 +303,9 @@ def test_select_on_reports_on_other_prompts_and_keeps_the_optimistic_number(tmp_
         tmp_path / "data" / "ImageRewardDB" / "metadata-validation.parquet"
     )
     (val / "images" / "test").rename(tmp_path / "data" / "ImageRewardDB" / "images" / "validation")
-    with OpenAIServer(lambda req: json.dumps({"analysis": "x", "preferred": 1})) as server:
+    # the same server address as the first run: autorater_openai's cache key holds the server's URL
+    port = int(args[-1].split("base_url=http://127.0.0.1:")[1].split("/")[0])
+    with OpenAIServer(lambda req: json.dumps({"analysis": "x", "preferred": 1}), port=port) as server:
         args[-1] = f"base_url={server.url},model=judge,cache_dir={tmp_path / 'c'}"
         rc = cli.main([*args, "--select_on", "validation", "--output", str(out)])
         assert rc == 0 and server.request_count == 14 * 3  # the test split's answers are in the cache
