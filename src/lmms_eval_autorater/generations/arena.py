@@ -10,7 +10,8 @@ fails naming the id and the two files before anything is judged. Every two gener
 id both hold (``--pairs sample:N``: N pairs drawn per id, seeded, for many generators), judged in both
 image orders (the judge's ``swap=true``; a verdict that flips with the order is a tie, and each pair's flip
 rate is reported) unless ``--one-order``. Failed judgements (input errors, parse failures, API failures) are
-counted per pair and left out, never guessed.
+counted per pair and left out, never guessed; comparisons not sent because ``max_cost_usd`` was reached are
+counted apart as ``budget_skipped`` (neither judged nor failed).
 
 Ratings are Bradley-Terry (``metrics.bradley_terry``, fitted by ``choix``) on an Elo-like scale with 95%
 percentile-bootstrap CIs over prompts. ``DIR/arena.json`` holds everything (with its ``conventions``),
@@ -31,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.judges.factory import judge_names
+from lmms_eval_autorater.vocabulary import FAILURE_STATUSES
 
 HELP = "rank generators by pairwise AutoRater judgements (Bradley-Terry ratings, bootstrap CIs)"
 
-STATUSES = ("input_error", "parse_failure", "api_error")
 #: one virtual tie between every two rated generators (see metrics.bradley_terry)
 PRIOR_TIES = 1.0
 CONFIDENCE = 0.95
@@ -198,7 +199,9 @@ class PairTally:
     b_wins: int = 0
     ties: int = 0
     flips: int = 0
-    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_STATUSES, 0))
+    #: comparisons not sent because ``max_cost_usd`` was reached (neither judged nor failed)
+    budget_skipped: int = 0
     ids: set[str] = field(default_factory=set)
 
     @property
@@ -222,7 +225,8 @@ class Tally:
 
 
 def tally(matches: list[Match], results: list, n_gens: int) -> Tally:
-    """Count wins, ties, flips and failures per pair; failures are left out of everything else."""
+    """Count wins, ties, flips, failures and budget skips per pair; failures and skips are left out of
+    everything else."""
     pairs = {(a, b): PairTally(a, b) for a, b in itertools.combinations(range(n_gens), 2)}
     comps: list[tuple[int, int, int]] = []
     groups: list[str] = []
@@ -231,8 +235,11 @@ def tally(matches: list[Match], results: list, n_gens: int) -> Tally:
     for m, res in zip(matches, results):
         p = pairs[(m.a, m.b)]
         p.ids.add(m.id)
+        if res.status == "budget_skipped":
+            p.budget_skipped += 1
+            continue
         if res.status != "ok" or res.preferred not in (0, 1, 2):
-            status = res.status if res.status in STATUSES else "parse_failure"
+            status = res.status if res.status in FAILURE_STATUSES else "parse_failure"
             p.failures[status] += 1
             first_failure = first_failure or f"{m.id}: {res.status}: {res.error}"
             continue
@@ -304,6 +311,9 @@ def conventions(both_orders: bool, sample: int | None, n_resamples: int, seed: i
         f"comparisons kept) and refitted, {n_resamples} resamples, seed {seed}",
         "failures": "input errors, parse failures and API failures are counted per pair (failures, "
         "failures_by_status) and left out of wins, ties, flips and ratings; never guessed",
+        "budget_skipped": "comparisons not sent because max_cost_usd was reached, counted per pair and "
+        "generator (budget_skipped), neither judged nor failed; a rerun with a larger max_cost_usd "
+        "continues from the response cache",
         "wins_losses_ties": "per generator, summed over its pairs",
     }
 
@@ -335,7 +345,8 @@ def markdown(report: dict) -> str:
         "# Arena",
         "",
         f"Judge `{report['judge']}`; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
-        f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed; "
+        f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed, "
+        f"{report['n_budget_skipped']} not sent (budget_skipped); "
         f"orders: {report['orders']}.",
         "",
         "| rank | generator | rating | 95% CI | wins | ties | losses | failures |",
@@ -433,6 +444,12 @@ def run(args: argparse.Namespace) -> int:
     )
     t = tally(matches, results, len(names))
     if not t.comparisons:
+        skipped = sum(p.budget_skipped for p in t.pairs.values())
+        if skipped:
+            raise CommandError(
+                f"none of the {len(matches)} comparisons was judged: {skipped} not sent because max_cost_usd was "
+                f"reached (budget_skipped), the others failed; first failure: {t.first_failure}"
+            )
         raise CommandError(
             f"every one of the {len(matches)} comparisons failed (nothing was judged); first: {t.first_failure}"
         )
@@ -440,16 +457,17 @@ def run(args: argparse.Namespace) -> int:
 
     gens = []
     for k, name in enumerate(names):
-        wins = losses = ties = failures = 0
+        wins = losses = ties = failures = skipped = 0
         for p in t.pairs.values():
             if k not in (p.a, p.b):
                 continue
             mine, theirs = (p.a_wins, p.b_wins) if k == p.a else (p.b_wins, p.a_wins)
-            wins, losses, ties, failures = (
+            wins, losses, ties, failures, skipped = (
                 wins + mine,
                 losses + theirs,
                 ties + p.ties,
                 failures + p.n_failures,
+                skipped + p.budget_skipped,
             )
         gens.append(
             {
@@ -462,6 +480,7 @@ def run(args: argparse.Namespace) -> int:
                 "losses": losses,
                 "ties": ties,
                 "failures": failures,
+                "budget_skipped": skipped,
                 "n_prompts": len(rows[k]),
             }
         )
@@ -483,11 +502,13 @@ def run(args: argparse.Namespace) -> int:
                 "ties": p.ties,
                 "failures": p.n_failures,
                 "failures_by_status": dict(p.failures),
+                "budget_skipped": p.budget_skipped,
                 "flips": p.flips if both else None,
                 "flip_rate": p.flips / p.judged if both and p.judged else None,
             }
         )
     n_failures = sum(p.n_failures for p in t.pairs.values())
+    n_skipped = sum(p.budget_skipped for p in t.pairs.values())
     report = {
         "judge": args.model,
         "model_args": public_model_args(model_args),
@@ -498,6 +519,7 @@ def run(args: argparse.Namespace) -> int:
         "n_prompts": len({m.id for m in matches}),
         "n_comparisons": len(t.comparisons),
         "n_failures": n_failures,
+        "n_budget_skipped": n_skipped,
         "n_disagreements": len(t.disagreements),
         "generators": gens,
         "pairs": pairs,
@@ -525,7 +547,9 @@ def run(args: argparse.Namespace) -> int:
     print(ranked_table(gens))
     print(
         f"{report['n_comparisons']} comparisons on {report['n_prompts']} prompts "
-        f"({'both orders' if both else 'one order'}), {n_failures} failed, {len(t.disagreements)} order "
+        f"({'both orders' if both else 'one order'}), {n_failures} failed, "
+        + (f"{n_skipped} not sent (budget_skipped: max_cost_usd reached), " if n_skipped else "")
+        + f"{len(t.disagreements)} order "
         f"disagreements; wrote {out_dir}/arena.json, arena.md, arena.png, disagreements.html"
     )
     return 0

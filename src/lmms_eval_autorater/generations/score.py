@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.judges.factory import judge_names
+from lmms_eval_autorater.vocabulary import count_statuses
 
 HELP = "score every image of a generations JSONL file with an AutoRater judge"
 
@@ -31,7 +32,6 @@ FORMATS = (".jsonl", ".csv", ".parquet")
 #: output columns, in order (``specialists`` and ``usage`` are JSON strings in CSV and parquet)
 COLUMNS = ("id", "prompt", "image", "source", "score", "status", "analysis", "error", "specialists", "usage")
 JSON_COLUMNS = ("specialists", "usage")
-STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
 _SECRET_KEY = re.compile(r"(key|token|secret|password|passwd|auth)", re.IGNORECASE)
 
 
@@ -201,17 +201,13 @@ def summarize(rows: list[dict], n_resamples: int = 1000) -> dict:
     """Counts, and the mean score with its 95% CI over the scored rows."""
     scores = [r["score"] for r in rows if r["status"] == "ok" and r["score"] is not None]
     mean, low, high = mean_ci(scores, n_resamples=n_resamples)
-    count = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     return {
         "n": len(rows),
         "n_scored": len(scores),
         "mean": mean,
         "ci_low": low,
         "ci_high": high,
-        "input_errors": count["input_error"],
-        "parse_failures": count["parse_failure"],
-        "api_failures": count["api_error"],
-        "budget_skipped": count["budget_skipped"],
+        **count_statuses(r["status"] for r in rows),
         "n_resamples": n_resamples,
     }
 

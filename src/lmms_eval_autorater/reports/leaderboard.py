@@ -79,7 +79,7 @@ def build_leaderboard(
 ) -> dict:
     """The leaderboard of ``(path, submission)`` pairs: per benchmark and overall ranked entries."""
     from lmms_eval_autorater.tasks.catalog import TASKS
-    from lmms_eval_autorater.tasks.common import COUNT_METRICS
+    from lmms_eval_autorater.vocabulary import COUNT_METRICS
 
     verified = verified or {}
     taken: set[str] = set()

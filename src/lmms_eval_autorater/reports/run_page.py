@@ -35,15 +35,9 @@ THUMB = 192
 
 def summary_keys() -> tuple[str, ...]:
     """The counts the summary shows beside the metric: each failure count, ties, flips, spend, estimate."""
-    from lmms_eval_autorater.tasks import common
+    from lmms_eval_autorater.vocabulary import COUNT_METRICS, ESTIMATE_METRICS, USAGE_METRICS
 
-    return (
-        *common.COUNT_METRICS,
-        "predicted_ties",
-        "flip_rate",
-        *common.USAGE_METRICS,
-        *common.ESTIMATE_METRICS,
-    )
+    return (*COUNT_METRICS, "predicted_ties", "flip_rate", *USAGE_METRICS, *ESTIMATE_METRICS)
 
 
 def _num(x: Any) -> float | int | None:

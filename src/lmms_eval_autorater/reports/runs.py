@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.judges.args import parse_model_args
-from lmms_eval_autorater.tasks.common import COUNT_METRICS, USAGE_METRICS
+from lmms_eval_autorater.vocabulary import COUNT_METRICS, USAGE_METRICS
 
 
 class RunsError(ValueError):

@@ -74,7 +74,7 @@ def schema_problems(sub: Any) -> list[str]:
 
 def recomputed_metric_names(paradigm: str) -> tuple[str, ...]:
     """The metrics ``validate`` recomputes from predictions: all but what a run spent."""
-    from lmms_eval_autorater.tasks.common import (
+    from lmms_eval_autorater.vocabulary import (
         ESTIMATE_METRICS,
         PAIRWISE_METRICS,
         POINTWISE_METRICS,
