@@ -13,12 +13,9 @@ from typing import Any
 
 from lmms_eval_autorater.devices import default_device as pick_device  # noqa: F401  (re-exported)
 from lmms_eval_autorater.devices import empty_cuda_cache  # noqa: F401  (re-exported)
+from lmms_eval_autorater.errors import CheckpointError
 
 __all__ = ["CheckpointError", "HPSv3Scorer", "ImageRewardScorer", "resolve_file"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or its companion file is missing, unreadable or of the wrong layout."""
 
 
 def __getattr__(name: str) -> Any:

@@ -82,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_pairs(text: str) -> int | None:
     """``all`` -> None; ``sample:N`` -> N (>= 1); anything else is an error."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     value = str(text).strip().lower()
     if value == "all":
@@ -95,7 +95,7 @@ def parse_pairs(text: str) -> int | None:
             n = 0
         if n >= 1:
             return n
-    raise CommandError(f"--pairs must be 'all' or 'sample:N' with N >= 1; got {text!r}")
+    raise UsageError(f"--pairs must be 'all' or 'sample:N' with N >= 1; got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -121,23 +121,20 @@ def _same_file(p: str | None, q: str | None) -> bool:
 
 def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[str], list[dict]]:
     """The generators' names and rows (id -> row, in file order); every problem before anything is judged."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import DataError, UsageError
     from lmms_eval_autorater.generations.jsonl import generator_name, read_generations
-    from lmms_eval_autorater.tasks.common import DataError
 
     if len(inputs) < 2:
-        raise CommandError(
-            f"the arena needs at least two --input files (one per generator); got {len(inputs)}"
-        )
+        raise UsageError(f"the arena needs at least two --input files (one per generator); got {len(inputs)}")
     if names is not None and len(names) != len(inputs):
-        raise CommandError(
+        raise UsageError(
             f"--name given {len(names)} times for {len(inputs)} --input files: give one per input, or none"
         )
     gen_names = [generator_name(p, names[k] if names else None) for k, p in enumerate(inputs)]
     seen: dict[str, str] = {}
     for name, path in zip(gen_names, inputs):
         if name in seen:
-            raise CommandError(
+            raise UsageError(
                 f"two generators are named {name!r} ({seen[name]} and {path}): name them with --name"
             )
         seen[name] = path
@@ -410,26 +407,26 @@ def disagreement_items(t: Tally, names: list[str], rows: list[dict]) -> list[dic
 def run(args: argparse.Namespace) -> int:
     """Run the command; raise on failure (the CLI prints one line)."""
     from lmms_eval_autorater.api import AutoRater
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.generations.score import public_model_args
     from lmms_eval_autorater.judges.args import parse_model_args
     from lmms_eval_autorater.reports.arena_page import write_disagreements_html, write_ratings_png
 
     sample = parse_pairs(args.pairs)
     if args.n_resamples < 1:
-        raise CommandError(f"--n_resamples must be >= 1, got {args.n_resamples}")
+        raise UsageError(f"--n_resamples must be >= 1, got {args.n_resamples}")
     model_args = parse_model_args(args.model_args)
     if "swap" in model_args:
-        raise CommandError(
+        raise UsageError(
             "--model_args must not set swap: the arena judges both orders (swap=true) unless --one-order"
         )
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"--output {out_dir}: not a folder")
+        raise UsageError(f"--output {out_dir}: not a folder")
     names, rows = load_generators(list(args.input), args.name)  # every data problem fails here
     matches = plan_matches(rows, sample, args.seed)
     if not matches:
-        raise CommandError(
+        raise UsageError(
             "no id is held by two of the --input files: nothing to compare (rows are matched by id)"
         )
     both = not args.one_order
@@ -446,11 +443,11 @@ def run(args: argparse.Namespace) -> int:
     if not t.comparisons:
         skipped = sum(p.budget_skipped for p in t.pairs.values())
         if skipped:
-            raise CommandError(
+            raise UsageError(
                 f"none of the {len(matches)} comparisons was judged: {skipped} not sent because max_cost_usd was "
                 f"reached (budget_skipped), the others failed; first failure: {t.first_failure}"
             )
-        raise CommandError(
+        raise UsageError(
             f"every one of the {len(matches)} comparisons failed (nothing was judged); first: {t.first_failure}"
         )
     ratings, lows, highs = rate(len(names), t, args.n_resamples, args.seed)

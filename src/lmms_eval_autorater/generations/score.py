@@ -239,19 +239,19 @@ def _no_nan(obj: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run the command; raise on failure (the CLI prints one line)."""
     from lmms_eval_autorater.api import AutoRater
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.generations.jsonl import read_generations
     from lmms_eval_autorater.judges.args import parse_model_args
 
     output = Path(args.output)
     if output.suffix.lower() not in FORMATS:
-        raise CommandError(
+        raise UsageError(
             f"--output {output}: unknown extension {output.suffix!r}; use one of {', '.join(FORMATS)}"
         )
     if args.limit is not None and args.limit < 1:
-        raise CommandError(f"--limit must be >= 1, got {args.limit}")
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.n_resamples < 1:
-        raise CommandError(f"--n_resamples must be >= 1, got {args.n_resamples}")
+        raise UsageError(f"--n_resamples must be >= 1, got {args.n_resamples}")
     rows = read_generations(args.input)  # every structural problem fails here, before anything is judged
     if args.limit is not None:
         rows = rows[: args.limit]
@@ -262,7 +262,7 @@ def run(args: argparse.Namespace) -> int:
         [r.prompt for r in rows], [r.image for r in rows], sources, ids=[r.id for r in rows]
     )
     if results and all(res.status == "input_error" for res in results):
-        raise CommandError(
+        raise UsageError(
             f"every one of the {len(results)} rows of {args.input} is an input error (nothing was judged); "
             f"first: {user_error(rows[0].id, results[0])}"
         )

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from lmms_eval_autorater.errors import ModelArgError
 from lmms_eval_autorater.specialists.registry import SPECS
 
 #: the specialist codes, in the order the judge reads them (the registry is the one list)
 SPECIALIST_CODES: tuple[str, ...] = tuple(SPECS)
 
 
-class ModelArgError(ValueError):
-    """A wrong ``--model_args`` value; the message names the argument and what is accepted."""
+__all__ = ["ModelArgError", "SPECIALIST_CODES"]  # ModelArgError: errors.ModelArgError, re-exported
 
 
 def as_bool(name: str, value) -> bool:

@@ -243,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.runs import RunsError, load_runs
 
     try:
@@ -252,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         if len(runs) == 1 and out.suffix.lower() in (".html", ".htm"):
             targets = [(runs[0], out)]
         elif out.suffix.lower() in (".html", ".htm"):
-            raise CommandError(
+            raise UsageError(
                 f"{len(runs)} runs found; give --output a folder to get one page per run: "
                 + ", ".join(str(r.path) for r in runs)
             )
@@ -262,5 +262,5 @@ def run(args: argparse.Namespace) -> int:
             write_report(r, target, thumb=args.thumb_size, images=not args.no_images)
             print(f"wrote {target}")
     except RunsError as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     return 0

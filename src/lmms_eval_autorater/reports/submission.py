@@ -314,10 +314,10 @@ def push(sub: Mapping, model_id: str) -> int:
     import evaluate
     from huggingface_hub import get_token
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     if not get_token():
-        raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        raise UsageError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
     n = 0
     for task, entry in sub["tasks"].items():
         dataset_id, dataset_name = _hf_datasets()[task]
@@ -377,7 +377,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``submission`` command; returns the exit code."""
     import yaml
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.runs import RunsError, load_runs
     from lmms_eval_autorater.reports.validate import validate_submission
 
@@ -385,7 +385,7 @@ def run(args: argparse.Namespace) -> int:
         from huggingface_hub import get_token
 
         if not get_token():  # before anything is written: a push that cannot happen is asked in vain
-            raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+            raise UsageError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
     try:
         runs = load_runs(args.results)
         sub = build_submission(
@@ -396,10 +396,10 @@ def run(args: argparse.Namespace) -> int:
             open_weights=None if args.open_weights is None else args.open_weights == "yes",
         )
     except (RunsError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     outcome = validate_submission(sub, args.output, use_local_data=False)
     if not outcome.ok:  # the results file disagrees with its own samples: never publish that
-        raise CommandError(f"the runs are not self-consistent: {outcome.problems[0]}")
+        raise UsageError(f"the runs are not self-consistent: {outcome.problems[0]}")
     write_json(args.output, sub)
     out = Path(args.output)
     card = out.with_name(f"{out.stem}.model-index.yaml")
