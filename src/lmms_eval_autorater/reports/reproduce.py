@@ -168,7 +168,9 @@ def _hub_cached(repo_id: str, repo_type: str = "model") -> bool:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from lmms_eval_autorater.runtime import hf_offline
+
+    return hf_offline()
 
 
 def _check_weights(ref: str, what: str) -> tuple[str | None, str | None]:

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.runtime import resolve_dtype
+
 HELP = "fine-tune an InternVL judge on synthesized rationales (TRL SFTTrainer)"
 
 #: LoRA only on the language model's projections (a bare name list would also hit the vision tower)
@@ -176,7 +178,6 @@ def load_model(
 ) -> tuple[Any, Any]:
     """The base InternVL (``-hf``) and its processor, tiled as the judge backend tiles at inference; the
     vision tower frozen unless ``train_vision``."""
-    import torch
     from transformers import AutoProcessor, InternVLForConditionalGeneration
 
     from lmms_eval_autorater.judges.backends.internvl import tiling_kwargs
@@ -187,7 +188,7 @@ def load_model(
     processor = AutoProcessor.from_pretrained(base, **common)
     for key, value in tiling_kwargs(max_patches=max_patches).items():
         setattr(processor.image_processor, key, value)
-    dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = resolve_dtype(None, "cuda" if on_gpu() else "cpu", training=True)
     model = InternVLForConditionalGeneration.from_pretrained(base, dtype=dtype, **common)
     if not train_vision:
         model.model.vision_tower.requires_grad_(False)
@@ -392,12 +393,11 @@ def merge_lora(
     base: str, adapter_dir: Path, output: Path, processor: Any, revision: str | None = None
 ) -> None:
     """Reload the base, apply the saved adapter, merge it (``merge_and_unload``) and save a plain checkpoint."""
-    import torch
     from peft import PeftModel
     from transformers import InternVLForConditionalGeneration
 
     kw = {"revision": revision} if revision else {}
-    dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = resolve_dtype(None, "cuda" if on_gpu() else "cpu", training=True)
     base_model = InternVLForConditionalGeneration.from_pretrained(base, dtype=dtype, **kw)
     merged = PeftModel.from_pretrained(base_model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(output)
