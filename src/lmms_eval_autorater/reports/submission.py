@@ -179,15 +179,6 @@ def task_entry(
     }
 
 
-def _installed(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def build_submission(
     runs: Sequence,
     *,
