@@ -252,3 +252,61 @@ def test_names_come_from_stems_or_name_and_must_be_distinct(tmp_path):
     for bad in ("sample:0", "sample:x", "some"):
         with pytest.raises(CommandError, match="--pairs"):
             parse_pairs(bad)
+
+
+#: the budget test's answer: len // 4 = 13 completion tokens, exactly max_tokens, so the budget's reservation
+#: (max_tokens at the output price; input is free) equals what each answer is paid
+BUDGET_ANSWER = json.dumps({"analysis": "image 1 is the better", "preferred": 1})
+BUDGET_MAX_TOKENS = len(BUDGET_ANSWER) // 4
+PRICE_OUT = 1000.0  # USD per million tokens
+PER_ANSWER = BUDGET_MAX_TOKENS * PRICE_OUT / 1e6
+
+
+def test_budget_skipped_matches_are_counted_apart_not_as_parse_failures(tmp_path, monkeypatch, capsys):
+    """Three generators on two prompts, one order: 6 matches; a budget with room for exactly 4 answers
+    leaves 2 matches not sent, counted as budget_skipped (neither failures nor parse failures)."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert BUDGET_MAX_TOKENS == 13
+    folder = tmp_path / "gens"
+    inputs = []
+    for g, gen in enumerate(("X", "Y", "Z")):
+        (folder / gen).mkdir(parents=True)
+        rows = []
+        for pid in ("q0", "q1"):
+            (folder / gen / f"{pid}.png").write_bytes(image_bytes(100 + 10 * g + int(pid[1])))
+            rows.append({"id": pid, "prompt": f"a picture for {pid}", "image": f"{gen}/{pid}.png"})
+        path = folder / f"{gen}.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        inputs.append(path)
+
+    def run(out: Path, budget: float) -> int:
+        argv = ["arena"]
+        for p in inputs:
+            argv += ["--input", str(p)]
+        model_args = (
+            f"base_url={server.url},model=judge-1,cache_dir={tmp_path / 'cache'},concurrency=1,"
+            f"max_tokens={BUDGET_MAX_TOKENS},price_in=0,price_out={PRICE_OUT:g},max_cost_usd={budget!r}"
+        )
+        argv += ["--model", "autorater_openai", "--model_args", model_args, "--one-order"]
+        return main([*argv, "--output", str(out), "--n_resamples", "50"])
+
+    with OpenAIServer(lambda req: BUDGET_ANSWER) as server:
+        assert run(tmp_path / "arena", 4.5 * PER_ANSWER) == 0
+        assert server.request_count == 4
+        report = json.loads((tmp_path / "arena" / "arena.json").read_text())
+        assert (report["n_comparisons"], report["n_failures"], report["n_budget_skipped"]) == (4, 0, 2)
+        assert sum(p["budget_skipped"] for p in report["pairs"]) == 2
+        assert all(
+            p["failures"] == 0 and p["failures_by_status"]["parse_failure"] == 0 for p in report["pairs"]
+        )
+        assert all(p["a_wins"] + p["b_wins"] + p["ties"] + p["budget_skipped"] == 2 for p in report["pairs"])
+        # each skipped match is one generator pair: counted for both of its generators
+        assert sum(g["budget_skipped"] for g in report["generators"]) == 2 * 2
+        assert all(g["failures"] == 0 for g in report["generators"])
+        assert "2 not sent (budget_skipped" in capsys.readouterr().out
+
+        # a larger budget continues from the response cache: only the 2 skipped matches are sent
+        assert run(tmp_path / "again", 1.0) == 0
+        assert server.request_count == 4 + 2
+        again = json.loads((tmp_path / "again" / "arena.json").read_text())
+        assert (again["n_comparisons"], again["n_failures"], again["n_budget_skipped"]) == (6, 0, 0)

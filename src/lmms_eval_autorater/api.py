@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.errors import InputError
 from lmms_eval_autorater.images import image_sha256
 from lmms_eval_autorater.judges.types import JudgeRequest, Verdict
 
@@ -61,7 +62,7 @@ class Result:
         )
 
 
-class ImageInputError(ValueError):
+class ImageInputError(InputError):
     """An image argument that is none of the accepted forms."""
 
 

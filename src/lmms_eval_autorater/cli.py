@@ -10,6 +10,8 @@ import argparse
 import sys
 import traceback
 
+from lmms_eval_autorater.errors import UsageError
+
 PROG = "lmms-eval-autorater"
 #: every command: its name and the module that provides ``HELP``, ``add_arguments(parser)`` and
 #: ``run(args) -> exit code``; modules are imported only when the parser is built
@@ -30,16 +32,16 @@ COMMANDS = {
 }
 
 
-class CommandError(Exception):
-    """A user-facing failure of a command (bad arguments found after parsing, nothing to do)."""
+#: the old name of ``errors.UsageError`` (library code raises the typed errors of ``errors.py``)
+CommandError = UsageError
 
 
 def one_line(exc: BaseException) -> str:
-    """The cause of ``exc`` on one line: its type (unless a plain user error) and its first message line."""
-    from lmms_eval_autorater.errors import UsageError
-
+    """The cause of ``exc`` on one line: its first message line, after its type unless it is the user's
+    call (a ``UsageError``: wrong options, nothing to do); the other typed errors keep their name
+    (``DataError: ...``, ``ConfigError``) as it says where to look."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if isinstance(exc, (CommandError, UsageError)):  # the user's call: the cause alone
+    if isinstance(exc, UsageError):
         return text
     return f"{type(exc).__name__}: {text}"
 

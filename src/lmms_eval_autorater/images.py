@@ -13,11 +13,13 @@ import zipfile
 from functools import lru_cache
 from pathlib import Path
 
+from lmms_eval_autorater.errors import InputError
+
 ZIP_SEP = "::"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image reference could not be read or decoded."""
 
 

@@ -11,14 +11,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from lmms_eval_autorater.devices import default_device as pick_device  # noqa: F401  (re-exported)
-from lmms_eval_autorater.devices import empty_cuda_cache  # noqa: F401  (re-exported)
+from lmms_eval_autorater.errors import CheckpointError
+from lmms_eval_autorater.runtime import default_device as pick_device  # noqa: F401  (re-exported)
+from lmms_eval_autorater.runtime import (
+    empty_cuda_cache,  # noqa: F401  (re-exported)
+    resolve_dtype,
+)
 
 __all__ = ["CheckpointError", "HPSv3Scorer", "ImageRewardScorer", "resolve_file"]
-
-
-class CheckpointError(ValueError):
-    """A checkpoint or its companion file is missing, unreadable or of the wrong layout."""
 
 
 def __getattr__(name: str) -> Any:
@@ -115,25 +115,9 @@ def resolve_dir(
 
 
 def pick_dtype(device: str, dtype: str | None = None):
-    """float32 on CPU; bf16 on CUDA where supported, else fp16; ``dtype`` ("float32", "bf16", ...) overrides."""
-    import torch
-
-    if dtype:
-        names = {
-            "float32": torch.float32,
-            "fp32": torch.float32,
-            "bfloat16": torch.bfloat16,
-            "bf16": torch.bfloat16,
-            "float16": torch.float16,
-            "fp16": torch.float16,
-        }
-        if dtype not in names:
-            raise ValueError(f"unknown dtype {dtype!r}; use one of {sorted(names)}")
-        return names[dtype]
-    if device.startswith("cuda") and torch.cuda.is_available():
-        with torch.cuda.device(device):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.float32
+    """The scorers' dtype: ``runtime.resolve_dtype`` (float32 on CPU; bf16 on CUDA where supported, else fp16;
+    ``dtype`` such as "float32" or "bf16" overrides)."""
+    return resolve_dtype(dtype or None, device)
 
 
 def open_image(image: Any):

@@ -10,7 +10,8 @@ fails naming the id and the two files before anything is judged. Every two gener
 id both hold (``--pairs sample:N``: N pairs drawn per id, seeded, for many generators), judged in both
 image orders (the judge's ``swap=true``; a verdict that flips with the order is a tie, and each pair's flip
 rate is reported) unless ``--one-order``. Failed judgements (input errors, parse failures, API failures) are
-counted per pair and left out, never guessed.
+counted per pair and left out, never guessed; comparisons not sent because ``max_cost_usd`` was reached are
+counted apart as ``budget_skipped`` (neither judged nor failed).
 
 Ratings are Bradley-Terry (``metrics.bradley_terry``, fitted by ``choix``) on an Elo-like scale with 95%
 percentile-bootstrap CIs over prompts. ``DIR/arena.json`` holds everything (with its ``conventions``),
@@ -31,10 +32,10 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.judges.factory import judge_names
+from lmms_eval_autorater.vocabulary import FAILURE_STATUSES
 
 HELP = "rank generators by pairwise AutoRater judgements (Bradley-Terry ratings, bootstrap CIs)"
 
-STATUSES = ("input_error", "parse_failure", "api_error")
 #: one virtual tie between every two rated generators (see metrics.bradley_terry)
 PRIOR_TIES = 1.0
 CONFIDENCE = 0.95
@@ -81,7 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def parse_pairs(text: str) -> int | None:
     """``all`` -> None; ``sample:N`` -> N (>= 1); anything else is an error."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     value = str(text).strip().lower()
     if value == "all":
@@ -94,7 +95,7 @@ def parse_pairs(text: str) -> int | None:
             n = 0
         if n >= 1:
             return n
-    raise CommandError(f"--pairs must be 'all' or 'sample:N' with N >= 1; got {text!r}")
+    raise UsageError(f"--pairs must be 'all' or 'sample:N' with N >= 1; got {text!r}")
 
 
 @dataclass(frozen=True)
@@ -120,23 +121,20 @@ def _same_file(p: str | None, q: str | None) -> bool:
 
 def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[str], list[dict]]:
     """The generators' names and rows (id -> row, in file order); every problem before anything is judged."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import DataError, UsageError
     from lmms_eval_autorater.generations.jsonl import generator_name, read_generations
-    from lmms_eval_autorater.tasks.common import DataError
 
     if len(inputs) < 2:
-        raise CommandError(
-            f"the arena needs at least two --input files (one per generator); got {len(inputs)}"
-        )
+        raise UsageError(f"the arena needs at least two --input files (one per generator); got {len(inputs)}")
     if names is not None and len(names) != len(inputs):
-        raise CommandError(
+        raise UsageError(
             f"--name given {len(names)} times for {len(inputs)} --input files: give one per input, or none"
         )
     gen_names = [generator_name(p, names[k] if names else None) for k, p in enumerate(inputs)]
     seen: dict[str, str] = {}
     for name, path in zip(gen_names, inputs):
         if name in seen:
-            raise CommandError(
+            raise UsageError(
                 f"two generators are named {name!r} ({seen[name]} and {path}): name them with --name"
             )
         seen[name] = path
@@ -198,7 +196,9 @@ class PairTally:
     b_wins: int = 0
     ties: int = 0
     flips: int = 0
-    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(STATUSES, 0))
+    failures: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAILURE_STATUSES, 0))
+    #: comparisons not sent because ``max_cost_usd`` was reached (neither judged nor failed)
+    budget_skipped: int = 0
     ids: set[str] = field(default_factory=set)
 
     @property
@@ -222,7 +222,8 @@ class Tally:
 
 
 def tally(matches: list[Match], results: list, n_gens: int) -> Tally:
-    """Count wins, ties, flips and failures per pair; failures are left out of everything else."""
+    """Count wins, ties, flips, failures and budget skips per pair; failures and skips are left out of
+    everything else."""
     pairs = {(a, b): PairTally(a, b) for a, b in itertools.combinations(range(n_gens), 2)}
     comps: list[tuple[int, int, int]] = []
     groups: list[str] = []
@@ -231,8 +232,11 @@ def tally(matches: list[Match], results: list, n_gens: int) -> Tally:
     for m, res in zip(matches, results):
         p = pairs[(m.a, m.b)]
         p.ids.add(m.id)
+        if res.status == "budget_skipped":
+            p.budget_skipped += 1
+            continue
         if res.status != "ok" or res.preferred not in (0, 1, 2):
-            status = res.status if res.status in STATUSES else "parse_failure"
+            status = res.status if res.status in FAILURE_STATUSES else "parse_failure"
             p.failures[status] += 1
             first_failure = first_failure or f"{m.id}: {res.status}: {res.error}"
             continue
@@ -304,6 +308,9 @@ def conventions(both_orders: bool, sample: int | None, n_resamples: int, seed: i
         f"comparisons kept) and refitted, {n_resamples} resamples, seed {seed}",
         "failures": "input errors, parse failures and API failures are counted per pair (failures, "
         "failures_by_status) and left out of wins, ties, flips and ratings; never guessed",
+        "budget_skipped": "comparisons not sent because max_cost_usd was reached, counted per pair and "
+        "generator (budget_skipped), neither judged nor failed; a rerun with a larger max_cost_usd "
+        "continues from the response cache",
         "wins_losses_ties": "per generator, summed over its pairs",
     }
 
@@ -335,7 +342,8 @@ def markdown(report: dict) -> str:
         "# Arena",
         "",
         f"Judge `{report['judge']}`; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
-        f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed; "
+        f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed, "
+        f"{report['n_budget_skipped']} not sent (budget_skipped); "
         f"orders: {report['orders']}.",
         "",
         "| rank | generator | rating | 95% CI | wins | ties | losses | failures |",
@@ -399,26 +407,26 @@ def disagreement_items(t: Tally, names: list[str], rows: list[dict]) -> list[dic
 def run(args: argparse.Namespace) -> int:
     """Run the command; raise on failure (the CLI prints one line)."""
     from lmms_eval_autorater.api import AutoRater
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.judges.args import parse_model_args
     from lmms_eval_autorater.redact import public_model_args
     from lmms_eval_autorater.reports.arena_page import write_disagreements_html, write_ratings_png
 
     sample = parse_pairs(args.pairs)
     if args.n_resamples < 1:
-        raise CommandError(f"--n_resamples must be >= 1, got {args.n_resamples}")
+        raise UsageError(f"--n_resamples must be >= 1, got {args.n_resamples}")
     model_args = parse_model_args(args.model_args)
     if "swap" in model_args:
-        raise CommandError(
+        raise UsageError(
             "--model_args must not set swap: the arena judges both orders (swap=true) unless --one-order"
         )
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
-        raise CommandError(f"--output {out_dir}: not a folder")
+        raise UsageError(f"--output {out_dir}: not a folder")
     names, rows = load_generators(list(args.input), args.name)  # every data problem fails here
     matches = plan_matches(rows, sample, args.seed)
     if not matches:
-        raise CommandError(
+        raise UsageError(
             "no id is held by two of the --input files: nothing to compare (rows are matched by id)"
         )
     both = not args.one_order
@@ -433,23 +441,30 @@ def run(args: argparse.Namespace) -> int:
     )
     t = tally(matches, results, len(names))
     if not t.comparisons:
-        raise CommandError(
+        skipped = sum(p.budget_skipped for p in t.pairs.values())
+        if skipped:
+            raise UsageError(
+                f"none of the {len(matches)} comparisons was judged: {skipped} not sent because max_cost_usd was "
+                f"reached (budget_skipped), the others failed; first failure: {t.first_failure}"
+            )
+        raise UsageError(
             f"every one of the {len(matches)} comparisons failed (nothing was judged); first: {t.first_failure}"
         )
     ratings, lows, highs = rate(len(names), t, args.n_resamples, args.seed)
 
     gens = []
     for k, name in enumerate(names):
-        wins = losses = ties = failures = 0
+        wins = losses = ties = failures = skipped = 0
         for p in t.pairs.values():
             if k not in (p.a, p.b):
                 continue
             mine, theirs = (p.a_wins, p.b_wins) if k == p.a else (p.b_wins, p.a_wins)
-            wins, losses, ties, failures = (
+            wins, losses, ties, failures, skipped = (
                 wins + mine,
                 losses + theirs,
                 ties + p.ties,
                 failures + p.n_failures,
+                skipped + p.budget_skipped,
             )
         gens.append(
             {
@@ -462,6 +477,7 @@ def run(args: argparse.Namespace) -> int:
                 "losses": losses,
                 "ties": ties,
                 "failures": failures,
+                "budget_skipped": skipped,
                 "n_prompts": len(rows[k]),
             }
         )
@@ -483,11 +499,13 @@ def run(args: argparse.Namespace) -> int:
                 "ties": p.ties,
                 "failures": p.n_failures,
                 "failures_by_status": dict(p.failures),
+                "budget_skipped": p.budget_skipped,
                 "flips": p.flips if both else None,
                 "flip_rate": p.flips / p.judged if both and p.judged else None,
             }
         )
     n_failures = sum(p.n_failures for p in t.pairs.values())
+    n_skipped = sum(p.budget_skipped for p in t.pairs.values())
     report = {
         "judge": args.model,
         "model_args": public_model_args(model_args),
@@ -498,6 +516,7 @@ def run(args: argparse.Namespace) -> int:
         "n_prompts": len({m.id for m in matches}),
         "n_comparisons": len(t.comparisons),
         "n_failures": n_failures,
+        "n_budget_skipped": n_skipped,
         "n_disagreements": len(t.disagreements),
         "generators": gens,
         "pairs": pairs,
@@ -525,7 +544,9 @@ def run(args: argparse.Namespace) -> int:
     print(ranked_table(gens))
     print(
         f"{report['n_comparisons']} comparisons on {report['n_prompts']} prompts "
-        f"({'both orders' if both else 'one order'}), {n_failures} failed, {len(t.disagreements)} order "
+        f"({'both orders' if both else 'one order'}), {n_failures} failed, "
+        + (f"{n_skipped} not sent (budget_skipped: max_cost_usd reached), " if n_skipped else "")
+        + f"{len(t.disagreements)} order "
         f"disagreements; wrote {out_dir}/arena.json, arena.md, arena.png, disagreements.html"
     )
     return 0

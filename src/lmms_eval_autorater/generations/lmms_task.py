@@ -20,15 +20,9 @@ from pathlib import Path
 import datasets
 from lmms_eval.api.task import ConfigurableTask
 
-from lmms_eval_autorater.tasks.common import (
-    COUNT_METRICS,
-    USAGE_METRICS,
-    DataError,
-    make_doc,
-    make_record,
-    pointwise_aggregation,
-)
+from lmms_eval_autorater.tasks.common import DataError, make_doc, make_record, pointwise_aggregation
 from lmms_eval_autorater.tasks.lmms_task import FEATURES
+from lmms_eval_autorater.vocabulary import COUNT_METRICS, HIGHER_IS_BETTER, USAGE_METRICS
 
 #: the metrics of the template, each aggregated from the same per-doc record
 GENERATION_METRICS = ("mean_score", "mean_score_ci_low", "mean_score_ci_high", *COUNT_METRICS, *USAGE_METRICS)
@@ -79,11 +73,22 @@ def generations_path(config) -> Path:
     return path
 
 
+def metric_list() -> list[dict]:
+    """lmms-eval's ``metric_list`` of a generations task, from ``GENERATION_METRICS`` (the template does not
+    repeat it; a YAML that writes its own list keeps it)."""
+    return [
+        {"metric": n, "aggregation": globals()[f"agg_{n}"], "higher_is_better": n in HIGHER_IS_BETTER}
+        for n in GENERATION_METRICS
+    ]
+
+
 class GenerationsTask(ConfigurableTask):
     """A ConfigurableTask whose docs come from the generations JSONL named in its YAML."""
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = {k: v for k, v in (config or {}).items() if k != "class"}
+        if not config.get("metric_list"):
+            config["metric_list"] = metric_list()
         super().__init__(config=config, **kwargs)
 
     def download(self, dataset_kwargs=None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from lmms_eval_autorater.judges.factory import judge_names
 from lmms_eval_autorater.redact import public_model_args
+from lmms_eval_autorater.vocabulary import count_statuses
 
 HELP = "score every image of a generations JSONL file with an AutoRater judge"
 
@@ -31,7 +32,6 @@ FORMATS = (".jsonl", ".csv", ".parquet")
 #: output columns, in order (``specialists`` and ``usage`` are JSON strings in CSV and parquet)
 COLUMNS = ("id", "prompt", "image", "source", "score", "status", "analysis", "error", "specialists", "usage")
 JSON_COLUMNS = ("specialists", "usage")
-STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -186,17 +186,13 @@ def summarize(rows: list[dict], n_resamples: int = 1000) -> dict:
     """Counts, and the mean score with its 95% CI over the scored rows."""
     scores = [r["score"] for r in rows if r["status"] == "ok" and r["score"] is not None]
     mean, low, high = mean_ci(scores, n_resamples=n_resamples)
-    count = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     return {
         "n": len(rows),
         "n_scored": len(scores),
         "mean": mean,
         "ci_low": low,
         "ci_high": high,
-        "input_errors": count["input_error"],
-        "parse_failures": count["parse_failure"],
-        "api_failures": count["api_error"],
-        "budget_skipped": count["budget_skipped"],
+        **count_statuses(r["status"] for r in rows),
         "n_resamples": n_resamples,
     }
 
@@ -228,19 +224,19 @@ def _no_nan(obj: Any) -> Any:
 def run(args: argparse.Namespace) -> int:
     """Run the command; raise on failure (the CLI prints one line)."""
     from lmms_eval_autorater.api import AutoRater
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.generations.jsonl import read_generations
     from lmms_eval_autorater.judges.args import parse_model_args
 
     output = Path(args.output)
     if output.suffix.lower() not in FORMATS:
-        raise CommandError(
+        raise UsageError(
             f"--output {output}: unknown extension {output.suffix!r}; use one of {', '.join(FORMATS)}"
         )
     if args.limit is not None and args.limit < 1:
-        raise CommandError(f"--limit must be >= 1, got {args.limit}")
+        raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.n_resamples < 1:
-        raise CommandError(f"--n_resamples must be >= 1, got {args.n_resamples}")
+        raise UsageError(f"--n_resamples must be >= 1, got {args.n_resamples}")
     rows = read_generations(args.input)  # every structural problem fails here, before anything is judged
     if args.limit is not None:
         rows = rows[: args.limit]
@@ -251,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
         [r.prompt for r in rows], [r.image for r in rows], sources, ids=[r.id for r in rows]
     )
     if results and all(res.status == "input_error" for res in results):
-        raise CommandError(
+        raise UsageError(
             f"every one of the {len(results)} rows of {args.input} is an input error (nothing was judged); "
             f"first: {user_error(rows[0].id, results[0])}"
         )

@@ -25,6 +25,13 @@ def check_base_url(base_url: str | None, name: str = "base_url") -> None:
         )
 
 
+__all__ = [
+    "ModelArgError",
+    "SPECIALIST_CODES",
+    "check_base_url",
+]  # ModelArgError: errors.ModelArgError, re-exported
+
+
 def as_bool(name: str, value) -> bool:
     """Parse a boolean argument (lmms-eval already turns 'true'/'false' into bools)."""
     if isinstance(value, bool):

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
+from lmms_eval_autorater.errors import AutoraterError
 from lmms_eval_autorater.images import ImageError, load_image
 from lmms_eval_autorater.judges import contract
 from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt
@@ -48,7 +49,7 @@ class JudgeStats:
     tools_selected: dict[str, int] = field(default_factory=dict)
 
 
-class AllInputsFailedError(RuntimeError):
+class AllInputsFailedError(AutoraterError, RuntimeError):
     """Every doc of a run is an input error: nothing could be judged (a data problem, not a result)."""
 
 

@@ -71,13 +71,18 @@ def _image_parts(req: JudgeRequest) -> list[str | ChatImage]:
     return parts
 
 
+def request_label(task_kind: str) -> str:
+    """The label written before the request in every prompt: ``Edit request`` for edits, else ``Request``."""
+    return "Edit request" if task_kind == "editing" else "Request"
+
+
 def build_verdict_prompt(req: JudgeRequest, evidence: str = "") -> ChatPrompt:
     """The verdict prompt: framing, request, images (source, 1, 2), optional evidence, JSON contract."""
     from lmms_eval_autorater.judges import contract
 
     kind = "pairwise" if req.paradigm == "pairwise" else "pointwise"
     parts: list[str | ChatImage] = [task_text(req.task_kind, req.paradigm)]
-    parts.append(f"{'Edit request' if req.task_kind == 'editing' else 'Request'}: {req.request}")
+    parts.append(f"{request_label(req.task_kind)}: {req.request}")
     parts.extend(_image_parts(req))
     if evidence:
         parts.append(f"{_EVIDENCE_NOTE}\n{evidence}")
@@ -113,7 +118,7 @@ def build_selection_prompt(req: JudgeRequest, tool_menu: str, applicable: list[s
     from lmms_eval_autorater.judges import contract
 
     parts: list[str | ChatImage] = [task_text(req.task_kind, req.paradigm)]
-    parts.append(f"{'Edit request' if req.task_kind == 'editing' else 'Request'}: {req.request}")
+    parts.append(f"{request_label(req.task_kind)}: {req.request}")
     parts.extend(_image_parts(req))
     parts.append(
         "Before you judge, you may consult specialist models. Choose the ones whose measurements would help "
@@ -138,11 +143,24 @@ def generic_prompt_text(doc: dict) -> str:
         if doc.get("source_image")
         else ("Image 1 and Image 2" if kind == "pairwise" else "the image")
     )
-    label = "Edit request" if doc["task_kind"] == "editing" else "Request"
     return (
         f"{task_text(doc['task_kind'], doc['paradigm'])}\nThe images are given in this order: {order}.\n"
-        f"{label}: {doc['request']}\n{contract.FORMAT_INSTRUCTIONS[kind]}"
+        f"{request_label(doc['task_kind'])}: {doc['request']}\n{contract.FORMAT_INSTRUCTIONS[kind]}"
     )
+
+
+def request_from_generic_prompt(text: str, task_kind: str, paradigm: str) -> str | None:
+    """The request cut back out of a prompt that ``generic_prompt_text`` wrote (the reports read it from a
+    run's logged inputs); None when ``text`` is not such a prompt."""
+    from lmms_eval_autorater.judges import contract
+
+    label = f"{request_label(task_kind)}: "
+    start = text.find("\n" + label)
+    if start < 0:
+        return None
+    start += 1 + len(label)
+    end = text.rfind("\n" + contract.FORMAT_INSTRUCTIONS[paradigm])
+    return text[start:end] if end >= start else None
 
 
 def tool_menu(codes: list[str]) -> str:

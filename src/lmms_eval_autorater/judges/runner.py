@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 from tqdm import tqdm
 
+from lmms_eval_autorater.errors import ConfigError
 from lmms_eval_autorater.judges.cache import ResponseCache
 from lmms_eval_autorater.judges.types import (
     BackendError,
@@ -55,7 +56,7 @@ PERSISTENT_AFTER = 5
 PERSISTENT_CHANCE = 1e-3
 
 
-class ServerUnreachableError(RuntimeError):
+class ServerUnreachableError(ConfigError):
     """No request of a run ever reached the server: a wrong ``base_url`` or a server that is down."""
 
 

@@ -24,6 +24,7 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.errors import ConfigError
 from lmms_eval_autorater.judges.types import ChatImage, ChatPrompt
 
 #: the file tiktoken downloads for o200k_base and its SHA-256 (as tiktoken_ext.openai_public states them)
@@ -57,7 +58,7 @@ RULE_NOTES = {
 }
 
 
-class TokenizerUnavailableError(RuntimeError):
+class TokenizerUnavailableError(ConfigError):
     """o200k_base is neither in tiktoken's cache nor bundled locally, and cannot be downloaded."""
 
 

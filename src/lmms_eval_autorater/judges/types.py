@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lmms_eval_autorater.specialists.types import Assessment
+from lmms_eval_autorater.vocabulary import Status
 
 TaskKind = Literal["generation", "editing"]
 Paradigm = Literal["pointwise", "pairwise"]
-#: ``budget_skipped``: not sent because ``max_cost_usd`` was reached (neither an answer nor a failure)
-Status = Literal["ok", "input_error", "parse_failure", "api_error", "budget_skipped"]
+__all__ = ["Status"]  # the statuses are the vocabulary's (``vocabulary.STATUSES``), re-exported here
 
 
 @dataclass(frozen=True)

@@ -6,12 +6,11 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from lmms_eval_autorater.vocabulary import STATUSES  # re-exported: the one list of statuses
+
 from .bootstrap import bootstrap_ci
 from .correlation import _validate, kendall, pearson, spearman
 from .pairwise import TIE_POLICIES, TiePolicy, pairwise_accuracy
-
-#: ``budget_skipped``: not judged because the cost budget was reached (counted apart, neither scored nor failed)
-STATUSES = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
 
 
 def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], int, int, int, int]:

@@ -53,8 +53,9 @@ def write_ratings_png(
     ax = fig.add_subplot(1, 1, 1)
     ys = list(range(len(rows)))
     values = [r for _, r, _, _ in rows]
-    left = [r - lo if math.isfinite(lo) else 0.0 for _, r, lo, _ in rows]
-    right = [hi - r if math.isfinite(hi) else 0.0 for _, r, _, hi in rows]
+    # max(0, .): a bootstrap that redraws identical data gives its bounds equal to the point up to rounding
+    left = [max(0.0, r - lo) if math.isfinite(lo) else 0.0 for _, r, lo, _ in rows]
+    right = [max(0.0, hi - r) if math.isfinite(hi) else 0.0 for _, r, _, hi in rows]
     ax.errorbar(values, ys, xerr=[left, right], fmt="o", color="#1f4e79", ecolor="#7aa6d6", capsize=4)
     ax.set_yticks(ys)
     ax.set_yticklabels([n for n, *_ in rows])

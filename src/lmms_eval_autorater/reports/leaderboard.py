@@ -79,7 +79,7 @@ def build_leaderboard(
 ) -> dict:
     """The leaderboard of ``(path, submission)`` pairs: per benchmark and overall ranked entries."""
     from lmms_eval_autorater.tasks.catalog import TASKS
-    from lmms_eval_autorater.tasks.common import COUNT_METRICS
+    from lmms_eval_autorater.vocabulary import COUNT_METRICS
 
     verified = verified or {}
     taken: set[str] = set()
@@ -249,7 +249,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``leaderboard`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.submission import write_json
     from lmms_eval_autorater.reports.validate import load_submission, validate_submission
 
@@ -258,10 +258,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             sub = load_submission(path)
         except ValueError as exc:
-            raise CommandError(str(exc)) from exc
+            raise UsageError(str(exc)) from exc
         outcome = validate_submission(sub, path, use_local_data=not args.no_local_data)
         if not outcome.ok:
-            raise CommandError(f"{path} does not validate: {outcome.problems[0]}")
+            raise UsageError(f"{path} does not validate: {outcome.problems[0]}")
         verified[path] = not outcome.unchecked
         for note in outcome.unchecked:
             print(f"{path}: unverified: {note}")
@@ -269,7 +269,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         board = build_leaderboard(subs, verified)
     except ValueError as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "leaderboard.json", board)

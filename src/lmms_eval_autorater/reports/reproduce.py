@@ -168,7 +168,9 @@ def _hub_cached(repo_id: str, repo_type: str = "model") -> bool:
 
 
 def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    from lmms_eval_autorater.runtime import hf_offline
+
+    return hf_offline()
 
 
 def _check_weights(ref: str, what: str) -> tuple[str | None, str | None]:
@@ -478,7 +480,7 @@ def _parse_checkpoints(items: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``reproduce`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.runs import RunsError
     from lmms_eval_autorater.reports.table import TableError, build_from_folders
 
@@ -488,7 +490,7 @@ def run(args: argparse.Namespace) -> int:
             args.rows, args.tasks, _parse_checkpoints(args.checkpoint), args.limit, args.judge_args
         )
     except (KeyError, ValueError) as exc:
-        raise CommandError(str(exc.args[0] if exc.args else exc)) from None
+        raise UsageError(str(exc.args[0] if exc.args else exc)) from None
     check_jobs(jobs)
     print_plan(jobs, out)
     if args.dry_run:
@@ -498,13 +500,13 @@ def run(args: argparse.Namespace) -> int:
         why = f"estimated ${total:.2f} > --max_usd {args.max_usd:.2f}" if total > args.max_usd else ""
         if unknown:
             why = (why + "; " if why else "") + f"unknown cost for {', '.join(unknown)}"
-        raise CommandError(f"reproduce: {why}: rerun with --yes to run it")
+        raise UsageError(f"reproduce: {why}: rerun with --yes to run it")
     if not any(not j.blockers for j in jobs):
-        raise CommandError("reproduce: no job can run here (see the reasons above)")
+        raise UsageError("reproduce: no job can run here (see the reasons above)")
     try:
         state = execute(jobs, out)
     except ValueError as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     failed = [f"{k}: {v['reason']}" for k, v in state["jobs"].items() if v.get("status") == "failed"]
     # the table of every verified run in DIR (this plan's and earlier ones'), each in its planned row
     done = [v for v in state["jobs"].values() if v.get("status") == "done"]
@@ -514,7 +516,7 @@ def run(args: argparse.Namespace) -> int:
             build_from_folders([v["results_file"] for v in done], str(out / "table"), rows)
             print(f"reproduce: table written to {out / 'table'}/table2.md")
         except (TableError, RunsError) as exc:
-            raise CommandError(f"reproduce: the runs finished but the table failed: {exc}") from None
+            raise UsageError(f"reproduce: the runs finished but the table failed: {exc}") from None
     if failed:
-        raise CommandError("reproduce: failed jobs: " + "; ".join(failed))
+        raise UsageError("reproduce: failed jobs: " + "; ".join(failed))
     return 0

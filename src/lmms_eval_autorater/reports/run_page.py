@@ -35,15 +35,9 @@ THUMB = 192
 
 def summary_keys() -> tuple[str, ...]:
     """The counts the summary shows beside the metric: each failure count, ties, flips, spend, estimate."""
-    from lmms_eval_autorater.tasks import common
+    from lmms_eval_autorater.vocabulary import COUNT_METRICS, ESTIMATE_METRICS, USAGE_METRICS
 
-    return (
-        *common.COUNT_METRICS,
-        "predicted_ties",
-        "flip_rate",
-        *common.USAGE_METRICS,
-        *common.ESTIMATE_METRICS,
-    )
+    return (*COUNT_METRICS, "predicted_ties", "flip_rate", *USAGE_METRICS, *ESTIMATE_METRICS)
 
 
 def _num(x: Any) -> float | int | None:
@@ -249,7 +243,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``report`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.runs import RunsError, load_runs
 
     try:
@@ -258,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         if len(runs) == 1 and out.suffix.lower() in (".html", ".htm"):
             targets = [(runs[0], out)]
         elif out.suffix.lower() in (".html", ".htm"):
-            raise CommandError(
+            raise UsageError(
                 f"{len(runs)} runs found; give --output a folder to get one page per run: "
                 + ", ".join(str(r.path) for r in runs)
             )
@@ -268,5 +262,5 @@ def run(args: argparse.Namespace) -> int:
             write_report(r, target, thumb=args.thumb_size, images=not args.no_images)
             print(f"wrote {target}")
     except RunsError as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     return 0

@@ -29,11 +29,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.errors import DataError
 from lmms_eval_autorater.judges.args import parse_model_args
-from lmms_eval_autorater.tasks.common import COUNT_METRICS, USAGE_METRICS
+from lmms_eval_autorater.vocabulary import COUNT_METRICS, USAGE_METRICS
 
 
-class RunsError(ValueError):
+class RunsError(DataError):
     """A results or samples file that cannot be read as a run; the message names the file."""
 
 
@@ -187,16 +188,9 @@ def _request_from_input(text: Any, info) -> str | None:
     """The doc's request, cut out of the prompt that ``judges.prompts.generic_prompt_text`` wrote."""
     if not isinstance(text, str) or info is None:
         return None
-    from lmms_eval_autorater.judges import contract
+    from lmms_eval_autorater.judges.prompts import request_from_generic_prompt
 
-    label = "Edit request: " if info.task_kind == "editing" else "Request: "
-    start = text.find("\n" + label)
-    if start < 0:
-        return None
-    start += 1 + len(label)
-    tail = "\n" + contract.FORMAT_INSTRUCTIONS[info.paradigm]
-    end = text.rfind(tail)
-    return text[start:end] if end >= start else None
+    return request_from_generic_prompt(text, info.task_kind, info.paradigm)
 
 
 def _load_results(path: Path) -> Run:

@@ -176,15 +176,6 @@ def task_entry(
     }
 
 
-def _installed(dist: str) -> str | None:
-    from importlib import metadata
-
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
 def build_submission(
     runs: Sequence,
     *,
@@ -317,10 +308,10 @@ def push(sub: Mapping, model_id: str) -> int:
     from huggingface_hub import HfApi, get_token, metadata_update
     from huggingface_hub.errors import HfHubHTTPError
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import ConfigError, UsageError
 
     if not get_token():
-        raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+        raise UsageError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
     meta = model_index(sub)
     results = [r for r in meta["model-index"][0]["results"] if r["metrics"][0].get("value") is not None]
     meta["model-index"][0]["results"] = results
@@ -334,7 +325,7 @@ def push(sub: Mapping, model_id: str) -> int:
     except HfHubHTTPError as exc:
         status = getattr(exc.response, "status_code", "?")
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CommandError(f"--push to {model_id}: the Hub answered {status}: {first}") from None
+        raise ConfigError(f"--push to {model_id}: the Hub answered {status}: {first}") from None
     return len(results)
 
 
@@ -372,7 +363,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``submission`` command; returns the exit code."""
     import yaml
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.reports.runs import RunsError, load_runs
     from lmms_eval_autorater.reports.validate import validate_submission
 
@@ -380,7 +371,7 @@ def run(args: argparse.Namespace) -> int:
         from huggingface_hub import get_token
 
         if not get_token():  # before anything is written: a push that cannot happen is asked in vain
-            raise CommandError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
+            raise UsageError("--push needs a Hugging Face token: set HF_TOKEN or run `hf auth login`")
     try:
         runs = load_runs(args.results)
         sub = build_submission(
@@ -391,10 +382,10 @@ def run(args: argparse.Namespace) -> int:
             open_weights=None if args.open_weights is None else args.open_weights == "yes",
         )
     except (RunsError, ValueError) as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     outcome = validate_submission(sub, args.output, use_local_data=False)
     if not outcome.ok:  # the results file disagrees with its own samples: never publish that
-        raise CommandError(f"the runs are not self-consistent: {outcome.problems[0]}")
+        raise UsageError(f"the runs are not self-consistent: {outcome.problems[0]}")
     write_json(args.output, sub)
     out = Path(args.output)
     card = out.with_name(f"{out.stem}.model-index.yaml")

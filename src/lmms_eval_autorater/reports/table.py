@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.catalog import models as catalog_models
+from lmms_eval_autorater.errors import DataError
 from lmms_eval_autorater.redact import public_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.runs import Run, RunsError, TaskRun, is_number, load_runs
@@ -38,7 +39,7 @@ SEED = 0
 AGREE = ("conventions", "n_docs", "task_hash", "limit", "parser", "prompt")
 
 
-class TableError(ValueError):
+class TableError(DataError):
     """Runs that cannot make one table (conflicting conventions, two runs of one cell, no rows)."""
 
 
@@ -781,12 +782,12 @@ def build_from_folders(results: list[str], output: str, rows: list[str] | None =
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``table`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     try:
         data = build_from_folders(args.results, args.output, args.row)
     except (TableError, RunsError) as exc:
-        raise CommandError(str(exc)) from None
+        raise UsageError(str(exc)) from None
     n = sum(len(r["cells"]) for r in data["rows"])
     print(f"table: {len(data['rows'])} rows, {n} cells -> {args.output}/table2.md (.tex .csv .json, PNGs)")
     for item in data["ignored"]:

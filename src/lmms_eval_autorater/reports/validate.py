@@ -74,7 +74,7 @@ def schema_problems(sub: Any) -> list[str]:
 
 def recomputed_metric_names(paradigm: str) -> tuple[str, ...]:
     """The metrics ``validate`` recomputes from predictions: all but what a run spent."""
-    from lmms_eval_autorater.tasks.common import (
+    from lmms_eval_autorater.vocabulary import (
         ESTIMATE_METRICS,
         PAIRWISE_METRICS,
         POINTWISE_METRICS,
@@ -279,7 +279,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``validate`` command; returns the exit code (0 verified, 1 failed, 3 partly unverified)."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     outcomes = [validate_file(p, use_local_data=not args.no_local_data) for p in args.submissions]
     for o in outcomes:
@@ -295,7 +295,7 @@ def run(args: argparse.Namespace) -> int:
     failed = [o for o in outcomes if not o.ok]
     if failed:
         first = failed[0]
-        raise CommandError(
+        raise UsageError(
             f"{sum(len(o.problems) for o in failed)} problem(s) in {len(failed)} submission(s); "
             f"first: {first.path}: {first.problems[0]}"
         )

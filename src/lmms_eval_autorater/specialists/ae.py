@@ -29,14 +29,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.catalog.models import AESEXPERT_CHECKPOINT
+from lmms_eval_autorater.runtime import default_device, resolve_dtype
 from lmms_eval_autorater.specialists.base import (
     Specialist,
     SpecialistInput,
     SpecialistSpec,
     missing_dependency,
 )
-from lmms_eval_autorater.specialists.qs import resolve_device, resolve_dtype, resolve_local_files_only, to_pil
+from lmms_eval_autorater.specialists.qs import to_pil
 from lmms_eval_autorater.specialists.registry import SPECS
 from lmms_eval_autorater.specialists.types import Assessment
 
@@ -113,7 +115,7 @@ class AesExpert(Specialist):
             raise missing_dependency("transformers", "specialists") from exc
 
         name = self.model_name
-        local_only = resolve_local_files_only(name, self.local_files_only)
+        local_only = runtime.local_files_only(name, self.local_files_only)
         how = f"python -m lmms_eval_autorater.specialists.ae convert --checkpoint {name} --out <folder>"
         try:
             config = AutoConfig.from_pretrained(name, local_files_only=local_only)
@@ -127,7 +129,7 @@ class AesExpert(Specialist):
                 f"AesExpert: {name} has model_type {config.model_type!r}, expected 'llava'; convert the original "
                 f"checkpoint with `{how}` and pass ae_model=<folder>"
             )
-        self.device = resolve_device(self.device)
+        self.device = default_device(self.device)
         dtype = resolve_dtype(self._dtype_arg, self.device)
         processor = AutoProcessor.from_pretrained(name, local_files_only=local_only)
         tokenizer = processor.tokenizer

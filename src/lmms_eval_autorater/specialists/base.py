@@ -14,7 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from lmms_eval_autorater.devices import empty_cuda_cache
+from lmms_eval_autorater.runtime import empty_cuda_cache
 from lmms_eval_autorater.specialists.types import Assessment
 
 

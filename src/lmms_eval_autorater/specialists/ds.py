@@ -52,7 +52,7 @@ class DreamSim(Specialist):
             import dreamsim
         except ImportError as exc:
             raise missing_dependency("dreamsim", self.spec.extra) from exc
-        from lmms_eval_autorater.specialists.gd import resolve_device
+        from lmms_eval_autorater.runtime import default_device
 
         if self.local_files_only and not self._lora_dir().is_dir():
             raise FileNotFoundError(
@@ -60,7 +60,7 @@ class DreamSim(Specialist):
                 f"run once online or unzip the release checkpoint there"
             )
         self.cache_dir.mkdir(parents=True, exist_ok=True)
-        self._device = resolve_device(self.device)
+        self._device = default_device(self.device)
         self._model, self._preprocess = dreamsim.dreamsim(
             pretrained=True, device=self._device, cache_dir=str(self.cache_dir), dreamsim_type=self.model_name
         )

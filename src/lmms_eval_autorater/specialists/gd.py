@@ -7,8 +7,8 @@ GroundingDINO defaults). The judge reads the detected phrases with their counts 
 
 from __future__ import annotations
 
-from lmms_eval_autorater.devices import default_device as resolve_device  # noqa: F401  (re-exported)
 from lmms_eval_autorater.images import load_image
+from lmms_eval_autorater.runtime import default_device, resolve_dtype
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistInput, missing_dependency
 from lmms_eval_autorater.specialists.registry import SPECS
 from lmms_eval_autorater.specialists.types import Assessment
@@ -82,8 +82,9 @@ class GroundingDino(Specialist):
             from transformers import AutoModelForZeroShotObjectDetection, AutoProcessor
         except ImportError as exc:
             raise missing_dependency("transformers", self.spec.extra) from exc
-        self._device = resolve_device(self.device)
-        dtype = getattr(torch, self.dtype) if self.dtype else torch.float32
+        # float32 unless dtype= names one: the box scores are sensitive in half precision (see above)
+        self._device = default_device(self.device)
+        dtype = resolve_dtype(self.dtype, self._device) if self.dtype else torch.float32
         lfo = bool(self.local_files_only)
         self._processor = AutoProcessor.from_pretrained(self.model_name, local_files_only=lfo)
         self._model = (

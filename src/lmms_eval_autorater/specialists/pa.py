@@ -350,9 +350,9 @@ class PAL4VST(Specialist):
             import torch
         except ImportError as exc:
             raise missing_dependency("torch", self.spec.extra) from exc
-        from lmms_eval_autorater.specialists.gd import resolve_device
+        from lmms_eval_autorater.runtime import default_device
 
-        self._device = resolve_device(self.device)
+        self._device = default_device(self.device)
         self._kind, where = resolve_model(self.model_name)
         if self._kind == "torchscript":
             if not Path(where).is_file():

@@ -20,12 +20,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any, ClassVar
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.catalog.models import QSIT_CHECKPOINT
-from lmms_eval_autorater.devices import default_device as resolve_device  # noqa: F401  (re-exported)
-from lmms_eval_autorater.devices import empty_cuda_cache
+from lmms_eval_autorater.runtime import default_device, empty_cuda_cache, resolve_dtype
 from lmms_eval_autorater.specialists.base import (
     Specialist,
     SpecialistInput,
@@ -87,35 +86,6 @@ def level_token_ids(tokenizer: Any, levels: Sequence[str] = QSIT_LEVELS) -> list
     return out
 
 
-def env_offline() -> bool:
-    """True when the Hugging Face offline switches are set."""
-    return any(
-        os.environ.get(k, "").lower() in ("1", "true", "yes")
-        for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
-
-
-def resolve_local_files_only(pretrained: str, local_files_only: bool | None) -> bool:
-    """Explicit setting, else True when offline per env or when ``pretrained`` is an existing folder."""
-    if local_files_only is not None:
-        return bool(local_files_only)
-    return env_offline() or Path(pretrained).is_dir()
-
-
-def resolve_dtype(dtype: Any, device: str) -> Any:
-    """``None``/``"auto"``: bfloat16 on CUDA, float32 elsewhere; a name such as ``"float16"`` or a torch dtype."""
-    import torch
-
-    if dtype is None or dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    value = getattr(torch, str(dtype).removeprefix("torch."), None)
-    if not isinstance(value, torch.dtype):
-        raise ValueError(f"not a torch dtype: {dtype!r}")
-    return value
-
-
 def to_pil(image: Any) -> Any:
     """An RGB ``PIL.Image`` from an image reference (path or ``zip::member``) or a PIL image."""
     if isinstance(image, (str, os.PathLike)):
@@ -142,7 +112,7 @@ class QSiTScorer:
         self.device = str(device) if device else None
         self._dtype_arg = dtype
         self.batch_size = max(1, int(batch_size))
-        self.local_files_only = resolve_local_files_only(self.pretrained, local_files_only)
+        self.local_files_only = runtime.local_files_only(self.pretrained, local_files_only)
         self._model: Any = None
         self._processor: Any = None
         self._prompt: str = ""
@@ -163,7 +133,7 @@ class QSiTScorer:
         except ImportError as exc:
             raise missing_dependency("transformers", "specialists") from exc
 
-        self.device = resolve_device(self.device)
+        self.device = default_device(self.device)
         dtype = resolve_dtype(self._dtype_arg, self.device)
         processor = AutoProcessor.from_pretrained(self.pretrained, local_files_only=self.local_files_only)
         tokenizer = processor.tokenizer

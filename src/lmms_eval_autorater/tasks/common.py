@@ -14,6 +14,16 @@ from pathlib import Path
 
 from loguru import logger
 
+from lmms_eval_autorater.errors import DataError
+from lmms_eval_autorater.vocabulary import COUNT_METRICS as COUNT_METRICS  # re-exported (tests, table)
+from lmms_eval_autorater.vocabulary import (  # the metric names are the vocabulary's
+    ESTIMATE_METRICS,
+    HIGHER_IS_BETTER,
+    PAIRWISE_METRICS,
+    POINTWISE_METRICS,
+    USAGE_METRICS,
+)
+
 DATA_ENV = "AUTORATER_DATA_DIR"
 
 #: Every doc holds exactly these fields (``None`` where a field does not apply).
@@ -29,10 +39,6 @@ DOC_FIELDS = (
     "label",  # pairwise: 1 or 2, the human preference
     "target",  # pointwise: the human score (MOS or overall rating)
 )
-
-
-class DataError(ValueError):
-    """Raw annotations that cannot become docs; the message names the file, row and field."""
 
 
 def data_dir() -> Path | None:
@@ -174,35 +180,6 @@ def pointwise_record(doc: dict, results: Sequence[str]) -> dict:
     return make_record(doc, "pointwise", out.status, out.value, out.meta)
 
 
-#: counts every task reports next to its metric: what was scored and each kind of failure
-#: (``budget_skipped``: docs not judged because ``max_cost_usd`` was reached: neither answers nor failures)
-COUNT_METRICS = ("n_scored", "input_errors", "parse_failures", "api_failures", "budget_skipped")
-#: what a run spent
-USAGE_METRICS = ("cost_usd", "prompt_tokens", "completion_tokens")
-#: what the judge estimated, before sending, that the run would spend (``judges.estimate``), beside cost_usd
-ESTIMATE_METRICS = ("estimated_usd",)
-PAIRWISE_METRICS = (
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    *COUNT_METRICS,
-    "predicted_ties",
-    "flip_rate",
-    *USAGE_METRICS,
-    *ESTIMATE_METRICS,
-)
-POINTWISE_METRICS = (
-    "pearson",
-    "pearson_ci_low",
-    "pearson_ci_high",
-    "spearman",
-    "kendall",
-    *COUNT_METRICS,
-    *USAGE_METRICS,
-    *ESTIMATE_METRICS,
-)
-
-
 def process_pairwise(doc: dict, results: Sequence[str]) -> dict:
     """lmms-eval ``process_results`` for pairwise tasks: the same record under every metric key."""
     record = pairwise_record(doc, results)
@@ -299,12 +276,28 @@ def pointwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     return aggregate
 
 
-# Module-level aggregation functions, referenced from the YAMLs as ``!function``.
+# Module-level aggregation functions (``agg_pairwise_accuracy``, ...), one per metric of each paradigm.
 for _name in PAIRWISE_METRICS:
     globals()[f"agg_pairwise_{_name}"] = pairwise_aggregation(_name)
 for _name in POINTWISE_METRICS:
     globals()[f"agg_pointwise_{_name}"] = pointwise_aggregation(_name)
 del _name
+
+
+def metric_list(paradigm: str) -> list[dict]:
+    """lmms-eval's ``metric_list`` of a task of ``paradigm``, from the one list of metric names (the task
+    templates do not repeat it: ``lmms_task.AutoraterTask`` fills it)."""
+    if paradigm not in ("pairwise", "pointwise"):
+        raise ValueError(f"paradigm must be 'pairwise' or 'pointwise', got {paradigm!r}")
+    names = PAIRWISE_METRICS if paradigm == "pairwise" else POINTWISE_METRICS
+    return [
+        {
+            "metric": n,
+            "aggregation": globals()[f"agg_{paradigm}_{n}"],
+            "higher_is_better": n in HIGHER_IS_BETTER,
+        }
+        for n in names
+    ]
 
 
 def log_construction(task: str, message: str) -> None:

@@ -14,8 +14,8 @@ import datasets
 from lmms_eval.api.task import ConfigurableTask
 
 from lmms_eval_autorater.errors import fatal_in_run
-from lmms_eval_autorater.tasks.catalog import build_docs
-from lmms_eval_autorater.tasks.common import DATA_ENV, DOC_FIELDS
+from lmms_eval_autorater.tasks.catalog import build_docs, task_info
+from lmms_eval_autorater.tasks.common import DATA_ENV, DOC_FIELDS, metric_list
 
 FEATURES = datasets.Features(
     {
@@ -49,10 +49,14 @@ def _versions() -> dict[str, str | None]:
 
 
 class AutoraterTask(ConfigurableTask):
-    """A ConfigurableTask whose docs come from the catalog's builder instead of ``datasets.load_dataset``."""
+    """A ConfigurableTask whose docs come from the catalog's builder instead of ``datasets.load_dataset``;
+    its ``metric_list`` (unless the YAML writes one) comes from the one list of metric names for the
+    task's paradigm (``tasks.common.metric_list``)."""
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = {k: v for k, v in (config or {}).items() if k != "class"}
+        if not config.get("metric_list"):
+            config["metric_list"] = metric_list(task_info(config["task"]).paradigm)
         # the versions that produced the run, copied by lmms-eval into the results file (reports/runs.py)
         config["metadata"] = {**(config.get("metadata") or {}), "versions": _versions()}
         super().__init__(config=config, **kwargs)

@@ -282,12 +282,11 @@ def run(args: argparse.Namespace) -> int:
 
     from loguru import logger
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import DataError, UsageError
     from lmms_eval_autorater.judges.args import ModelArgError, parse_model_args, parse_tools
     from lmms_eval_autorater.judges.contract import PARSER_VERSION
     from lmms_eval_autorater.judges.factory import build_judge, judge_config
     from lmms_eval_autorater.judges.prompts import TEACHER_VERSION, TEMPLATE_VERSION
-    from lmms_eval_autorater.tasks.common import DataError
     from lmms_eval_autorater.training.rows import SCALES
     from lmms_eval_autorater.training.sources import build_source, source_info
 
@@ -295,25 +294,25 @@ def run(args: argparse.Namespace) -> int:
     for name in ("limit", "max_samples"):
         value = getattr(args, name)
         if value is not None and value < 0:
-            raise CommandError(f"--{name} must be >= 0, got {value}")
+            raise UsageError(f"--{name} must be >= 0, got {value}")
     try:
         model_args = parse_model_args(args.model_args)
         model_args.setdefault("tools", "all")
         cfg = judge_config(args.model, model_args)
     except ModelArgError as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     if cfg.tools == "auto":
-        raise CommandError("tools=auto is not for synthesis: choose the specialists shown (all, none or A+B)")
+        raise UsageError("tools=auto is not for synthesis: choose the specialists shown (all, none or A+B)")
     try:
         parse_tools(model_args["tools"], info.task_kind)
     except ModelArgError as exc:
-        raise CommandError(f"--source {args.source} ({info.task_kind}): {exc}") from exc
+        raise UsageError(f"--source {args.source} ({info.task_kind}): {exc}") from exc
     if not cfg.cache:
         logger.warning("synthesize: cache=false: a killed run cannot resume without asking the teacher again")
     try:
         build = build_source(args.source, args.split, args.max_samples, args.seed)
     except DataError as exc:
-        raise CommandError(str(exc)) from exc
+        raise UsageError(str(exc)) from exc
     docs = build.docs[: args.limit] if args.limit is not None else build.docs
     judge = build_judge(cfg)
     result = synthesize_docs(judge, args.source, docs, chunk=max(1, args.chunk))

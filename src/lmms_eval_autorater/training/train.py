@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.runtime import resolve_dtype
+
 HELP = "fine-tune an InternVL judge on synthesized rationales (TRL SFTTrainer)"
 
 #: LoRA only on the language model's projections (a bare name list would also hit the vision tower)
@@ -59,19 +61,19 @@ class TrainingData:
 
 def read_manifest(folder: Path) -> dict:
     """``manifest.json`` of a ``synthesize`` output; a folder without one is refused, named."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     path = folder / "manifest.json"
     if not folder.is_dir():
-        raise CommandError(f"--data {folder}: no such folder")
+        raise UsageError(f"--data {folder}: no such folder")
     if not path.is_file():
-        raise CommandError(
+        raise UsageError(
             f"--data {folder}: no manifest.json (not the output of `lmms-eval-autorater synthesize`)"
         )
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise CommandError(f"--data {folder}: manifest.json is not valid JSON ({exc})") from exc
+        raise UsageError(f"--data {folder}: manifest.json is not valid JSON ({exc})") from exc
 
 
 def _tools_in_view(manifest: dict, rows: Any) -> tuple[list[str], int]:
@@ -94,7 +96,7 @@ def load_training_data(dirs: list[str | Path], tools: str) -> TrainingData:
     rationale was written with specialists in view."""
     import datasets
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
     from lmms_eval_autorater.training import rows as rowfmt
 
     folders = [Path(d).expanduser() for d in dirs]
@@ -104,15 +106,15 @@ def load_training_data(dirs: list[str | Path], tools: str) -> TrainingData:
         try:
             ds = rowfmt.load_rows(folder)
         except Exception as exc:  # datasets raises FileNotFoundError/ValueError for a bad folder
-            raise CommandError(f"--data {folder}: not a dataset saved by synthesize ({exc})") from exc
+            raise UsageError(f"--data {folder}: not a dataset saved by synthesize ({exc})") from exc
         missing = [c for c in rowfmt.FEATURES if c not in ds.column_names]
         if missing:
-            raise CommandError(f"--data {folder}: missing column(s) {', '.join(missing)}")
+            raise UsageError(f"--data {folder}: missing column(s) {', '.join(missing)}")
         if len(ds) == 0:
-            raise CommandError(f"--data {folder}: no rows (manifest: kept={manifest.get('kept')})")
+            raise UsageError(f"--data {folder}: no rows (manifest: kept={manifest.get('kept')})")
         codes, n_tool_rows = _tools_in_view(manifest, ds)
         if tools == "without" and codes:
-            raise CommandError(
+            raise UsageError(
                 f"--tools without: {folder} was synthesized with specialists in view (tools "
                 f"{'+'.join(codes)}; {n_tool_rows} of {len(ds)} rows): its rationales cite specialist outputs "
                 "that a model trained without them would learn to invent. Synthesize the no-tools data with "
@@ -130,7 +132,7 @@ def load_training_data(dirs: list[str | Path], tools: str) -> TrainingData:
             try:
                 rowfmt.check_row(row)
             except ValueError as exc:
-                raise CommandError(f"--data {folder}: {exc}") from exc
+                raise UsageError(f"--data {folder}: {exc}") from exc
         manifests.append(manifest)
         parts.append(ds)
         counts[str(folder)] = len(ds)
@@ -176,7 +178,6 @@ def load_model(
 ) -> tuple[Any, Any]:
     """The base InternVL (``-hf``) and its processor, tiled as the judge backend tiles at inference; the
     vision tower frozen unless ``train_vision``."""
-    import torch
     from transformers import AutoProcessor, InternVLForConditionalGeneration
 
     from lmms_eval_autorater.judges.backends.internvl import tiling_kwargs
@@ -187,7 +188,7 @@ def load_model(
     processor = AutoProcessor.from_pretrained(base, **common)
     for key, value in tiling_kwargs(max_patches=max_patches).items():
         setattr(processor.image_processor, key, value)
-    dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = resolve_dtype(None, "cuda" if on_gpu() else "cpu", training=True)
     model = InternVLForConditionalGeneration.from_pretrained(base, dtype=dtype, **common)
     if not train_vision:
         model.model.vision_tower.requires_grad_(False)
@@ -392,12 +393,11 @@ def merge_lora(
     base: str, adapter_dir: Path, output: Path, processor: Any, revision: str | None = None
 ) -> None:
     """Reload the base, apply the saved adapter, merge it (``merge_and_unload``) and save a plain checkpoint."""
-    import torch
     from peft import PeftModel
     from transformers import InternVLForConditionalGeneration
 
     kw = {"revision": revision} if revision else {}
-    dtype = torch.bfloat16 if on_gpu() and torch.cuda.is_bf16_supported() else torch.float32
+    dtype = resolve_dtype(None, "cuda" if on_gpu() else "cpu", training=True)
     base_model = InternVLForConditionalGeneration.from_pretrained(base, dtype=dtype, **kw)
     merged = PeftModel.from_pretrained(base_model, str(adapter_dir)).merge_and_unload()
     merged.save_pretrained(output)
@@ -425,15 +425,15 @@ def train(args: argparse.Namespace) -> TrainResult:
     from transformers.trainer_utils import get_last_checkpoint
     from trl import SFTTrainer
 
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     output = Path(args.output).expanduser()
     data = load_training_data(args.data, args.tools)  # before any model is loaded
     last = get_last_checkpoint(str(output)) if output.is_dir() else None
     if args.resume and last is None:
-        raise CommandError(f"--resume: no checkpoint-* folder in {output} to resume from")
+        raise UsageError(f"--resume: no checkpoint-* folder in {output} to resume from")
     if not args.resume and last is not None:
-        raise CommandError(
+        raise UsageError(
             f"--output {output} holds checkpoints of an earlier run ({Path(last).name}): pass --resume to "
             "continue it, or choose another --output"
         )
@@ -542,17 +542,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _check_args(args: argparse.Namespace) -> None:
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError
 
     for name in ("batch_size", "grad_accum", "logging_steps", "save_steps", "max_patches", "lora_r"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
-            raise CommandError(f"--{name} must be >= 1")
+            raise UsageError(f"--{name} must be >= 1")
     if args.max_steps is not None and args.max_steps < 1:
-        raise CommandError("--max_steps must be >= 1")
+        raise UsageError("--max_steps must be >= 1")
     if not (args.epochs > 0 and math.isfinite(args.epochs)):
-        raise CommandError("--epochs must be > 0")
+        raise UsageError("--epochs must be > 0")
     if args.workers < 0:
-        raise CommandError("--workers must be >= 0")
+        raise UsageError("--workers must be >= 0")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -15,24 +15,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.catalog.models import INTERNVL_CHECKPOINT
-from lmms_eval_autorater.devices import empty_cuda_cache
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
+from lmms_eval_autorater.runtime import empty_cuda_cache, resolve_dtype
 
 if TYPE_CHECKING:
     import torch
 
-_TRUTHY = {"1", "true", "yes", "on"}
 #: at most this many 448px tiles per image (plus a thumbnail) unless ``max_patches=`` says otherwise
 DEFAULT_MAX_PATCHES = 6
-_DTYPE_ALIASES = {"bf16": "bfloat16", "fp16": "float16", "half": "float16", "fp32": "float32"}
-
-
-def _env_offline() -> bool:
-    """True when the environment asks the Hugging Face stack to stay offline."""
-    return any(
-        os.environ.get(k, "").strip().lower() in _TRUTHY for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
 
 
 def _env_int(name: str, default: int) -> int:
@@ -150,9 +142,7 @@ class InternVLBackend:
     @property
     def local_files_only(self) -> bool:
         """Explicit setting, else True when offline per env or when ``pretrained`` is an existing folder."""
-        if self._local_files_only_arg is not None:
-            return bool(self._local_files_only_arg)
-        return _env_offline() or Path(self.pretrained).is_dir()
+        return runtime.local_files_only(self.pretrained, self._local_files_only_arg)
 
     @property
     def rank(self) -> int:
@@ -191,23 +181,10 @@ class InternVLBackend:
 
     @property
     def dtype(self) -> torch.dtype:
-        """Resolved dtype: ``auto`` is bf16 on CUDA where supported (else fp16), float32 on CPU."""
+        """Resolved dtype (``runtime.resolve_dtype``): ``auto`` is bf16 on CUDA where supported (else fp16),
+        float32 on CPU."""
         if self._dtype is None:
-            import torch
-
-            d = self._dtype_arg
-            if d is None or d == "auto":
-                if self.device.startswith("cuda"):
-                    with torch.cuda.device(self.device):
-                        d = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-                else:
-                    d = torch.float32
-            elif isinstance(d, str):
-                name = _DTYPE_ALIASES.get(d, d.removeprefix("torch."))
-                d = getattr(torch, name, None)
-                if not isinstance(d, torch.dtype):
-                    raise ValueError(f"not a torch dtype: {self._dtype_arg!r}")
-            self._dtype = d
+            self._dtype = resolve_dtype(self._dtype_arg, self.device)
         return self._dtype
 
     @property

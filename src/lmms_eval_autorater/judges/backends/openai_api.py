@@ -21,6 +21,7 @@ import math
 import os
 from typing import Any
 
+from lmms_eval_autorater.errors import ConfigError
 from lmms_eval_autorater.judges import prices
 from lmms_eval_autorater.judges.args import check_base_url
 from lmms_eval_autorater.judges.runner import parse_retry_after
@@ -39,7 +40,7 @@ NO_KEY = "EMPTY"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 
 
-class MissingAPIKeyError(RuntimeError):
+class MissingAPIKeyError(ConfigError):
     """The environment variable that should hold the API key is unset or empty."""
 
 

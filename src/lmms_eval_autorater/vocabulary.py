@@ -1,0 +1,87 @@
+"""The words every floor shares: a verdict's statuses and the count and usage metrics (ground floor).
+
+Defined once here and imported by the judge core, the metrics, the tasks, the commands and the reports,
+so a new status or count is taught in one place. Imports nothing of ours.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+#: what became of one doc: ``ok`` (a usable answer), or why not. ``budget_skipped``: not sent because
+#: ``max_cost_usd`` was reached (neither an answer nor a failure)
+Status = Literal["ok", "input_error", "parse_failure", "api_error", "budget_skipped"]
+STATUSES: tuple[str, ...] = ("ok", "input_error", "parse_failure", "api_error", "budget_skipped")
+#: the statuses that are failures (counted, never guessed); ``budget_skipped`` is not one of them
+FAILURE_STATUSES: tuple[str, ...] = ("input_error", "parse_failure", "api_error")
+
+#: the count metric of each status other than ``ok``
+STATUS_COUNTS: dict[str, str] = {
+    "input_error": "input_errors",
+    "parse_failure": "parse_failures",
+    "api_error": "api_failures",
+    "budget_skipped": "budget_skipped",
+}
+#: counts every task (and every summary) reports next to its metric: what was scored and each kind of
+#: failure, then the budget skips
+COUNT_METRICS: tuple[str, ...] = ("n_scored", *STATUS_COUNTS.values())
+#: what a run spent
+USAGE_METRICS: tuple[str, ...] = ("cost_usd", "prompt_tokens", "completion_tokens")
+#: what the judge estimated, before sending, that the run would spend (``judges.estimate``), beside cost_usd
+ESTIMATE_METRICS: tuple[str, ...] = ("estimated_usd",)
+
+#: the metrics of a pairwise task, in the order lmms-eval reports them
+PAIRWISE_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    *COUNT_METRICS,
+    "predicted_ties",
+    "flip_rate",
+    *USAGE_METRICS,
+    *ESTIMATE_METRICS,
+)
+#: the metrics of a pointwise task
+POINTWISE_METRICS: tuple[str, ...] = (
+    "pearson",
+    "pearson_ci_low",
+    "pearson_ci_high",
+    "spearman",
+    "kendall",
+    *COUNT_METRICS,
+    *USAGE_METRICS,
+    *ESTIMATE_METRICS,
+)
+#: the metrics where more is better (lmms-eval's ``higher_is_better``); every other metric: less is better
+HIGHER_IS_BETTER: frozenset[str] = frozenset(
+    {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "pearson", "pearson_ci_low", "pearson_ci_high"}
+    | {"spearman", "kendall", "n_scored", "mean_score", "mean_score_ci_low", "mean_score_ci_high"}
+)
+
+
+def count_statuses(statuses) -> dict[str, int]:
+    """How many of ``statuses`` fall under each count metric other than ``n_scored`` (status ``ok`` is not
+    counted here); an unknown status raises ``ValueError``."""
+    out = dict.fromkeys(STATUS_COUNTS.values(), 0)
+    for status in statuses:
+        if status == "ok":
+            continue
+        if status not in STATUS_COUNTS:
+            raise ValueError(f"unknown status {status!r}, expected one of {STATUSES}")
+        out[STATUS_COUNTS[status]] += 1
+    return out
+
+
+__all__ = [
+    "COUNT_METRICS",
+    "ESTIMATE_METRICS",
+    "FAILURE_STATUSES",
+    "HIGHER_IS_BETTER",
+    "PAIRWISE_METRICS",
+    "POINTWISE_METRICS",
+    "STATUSES",
+    "STATUS_COUNTS",
+    "Status",
+    "USAGE_METRICS",
+    "count_statuses",
+]
