@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import types
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,13 @@ def offline_errors(tmp_path_factory) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _assert_names_the_documented_layout(first: str) -> None:
+    """The line a command prints is whole: it names where the layout is documented, never ends with a colon."""
+    assert f"); set {common.DATA_ENV} to a local copy laid out as in " in first, first
+    readme = first.rsplit(" laid out as in ", 1)[1]
+    assert readme.endswith("README.md") and Path(readme).is_file(), readme
+
+
 @pytest.mark.parametrize("task", sorted(BUILDERS))
 def test_offline_hub_failure_names_repo_env_and_layout(offline_errors, task):
     _, repo = BUILDERS[task]
@@ -70,7 +78,7 @@ def test_offline_hub_failure_names_repo_env_and_layout(offline_errors, task):
     assert kind == "DataError", message
     first = message.splitlines()[0]
     assert first.startswith(f"cannot download {repo} from the Hugging Face hub (")
-    assert first.endswith(f"): set {common.DATA_ENV} to a local copy laid out as below")
+    _assert_names_the_documented_layout(first)
     assert "LocalEntryNotFoundError" in first or "OfflineModeIsEnabled" in first, first  # the short reason
     assert message.endswith("\n" + LAYOUTS[task])
 
@@ -79,7 +87,10 @@ def test_psr_without_data_dir_names_env_and_layout(offline_errors):
     kind, message = offline_errors["psr"]
     assert kind == "DataError"
     assert message.splitlines()[0].startswith(f"{common.DATA_ENV} is not set.")
-    assert f"set {common.DATA_ENV} to a folder holding psr/" in message
+    assert (
+        f"set {common.DATA_ENV} to a folder holding psr/ laid out as in {common.task_readme('psr')}"
+        in message
+    )
     assert message.endswith("\n" + psr.LAYOUT)
 
 
@@ -99,7 +110,7 @@ def _assert_modelscope_message(message: str, reason: str) -> None:
     first = message.splitlines()[0]
     assert first.startswith(f"cannot download {aigiqa.MODELSCOPE_IMAGES} from ModelScope (")
     assert reason in first
-    assert first.endswith(f"): set {common.DATA_ENV} to a local copy laid out as below")
+    _assert_names_the_documented_layout(first)
     assert message.endswith("\n" + aigiqa.LAYOUT)
 
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 import traceback
 
-from lmms_eval_autorater.errors import UsageError
+from lmms_eval_autorater.errors import UsageError, first_line
 
 PROG = "lmms-eval-autorater"
 #: every command: its name and the module that provides ``HELP``, ``add_arguments(parser)`` and
@@ -40,7 +40,7 @@ def one_line(exc: BaseException) -> str:
     """The cause of ``exc`` on one line: its first message line, after its type unless it is the user's
     call (a ``UsageError``: wrong options, nothing to do); the other typed errors keep their name
     (``DataError: ...``, ``ConfigError``) as it says where to look."""
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc)
     if isinstance(exc, UsageError):
         return text
     return f"{type(exc).__name__}: {text}"

@@ -56,9 +56,13 @@ class RunAborted(SystemExit):
 
 
 def first_line(exc: BaseException) -> str:
-    """The cause of ``exc`` on one line: its message joined onto one line, or its type's name."""
-    text = " ".join(line.strip() for line in str(exc).strip().splitlines() if line.strip())
-    return text or type(exc).__name__
+    """The cause of ``exc`` on one line: its first message line (a message puts its cause there and any
+    detail, such as a data layout, on later lines); a first line that ends with a colon announces what
+    follows, so then the whole message is joined onto one line. Empty: the type's name."""
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    return " ".join(lines) if lines[0].endswith(":") else lines[0]
 
 
 @contextmanager

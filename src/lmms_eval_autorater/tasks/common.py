@@ -63,7 +63,12 @@ def require(row: dict, field: str, *, where: str):
 
 
 def hub_snapshot(
-    repo_id: str, *, allow_patterns: Sequence[str], layout: str, repo_type: str = "dataset"
+    repo_id: str,
+    *,
+    allow_patterns: Sequence[str],
+    layout: str,
+    repo_type: str = "dataset",
+    readme: str | None = None,
 ) -> Path:
     """Download (or reuse from the HF cache) the needed files of a hub repo; honours HF_HUB_OFFLINE.
 
@@ -81,8 +86,8 @@ def hub_snapshot(
         lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
         reason = type(exc).__name__ + (f": {lines[0][:300]}" if lines else "")
         raise DataError(
-            f"cannot download {repo_id} from the Hugging Face hub ({reason}): "
-            f"set {DATA_ENV} to a local copy laid out as below\n{layout}"
+            f"cannot download {repo_id} from the Hugging Face hub ({reason}); set {DATA_ENV} to a local copy "
+            f"laid out as in {readme or 'the README' + chr(39) + 's Data section'}\nExpected layout:\n{layout}"
         ) from exc
     return Path(path)
 
@@ -305,8 +310,18 @@ def log_construction(task: str, message: str) -> None:
     logger.info(f"{task}: {message}")
 
 
-def check_paths_exist(paths: dict[str, Path], layout: str) -> None:
-    """Raise ``DataError`` listing the missing files, with the expected layout."""
-    missing = [f"{name}: {path}" for name, path in paths.items() if not path.exists()]
+def task_readme(task: str) -> str:
+    """Where a task's data layout is documented: its README in the installed package."""
+    return str(Path(__file__).resolve().parent / task / "README.md")
+
+
+def check_paths_exist(paths: dict[str, Path], layout: str, readme: str | None = None) -> None:
+    """Raise ``DataError`` naming the missing files and where the layout is documented (its first line,
+    the one a command prints), then the expected layout on the following lines."""
+    missing = [f"{name} {path}" for name, path in paths.items() if not path.exists()]
     if missing:
-        raise DataError("missing data files:\n  " + "\n  ".join(missing) + f"\nExpected layout:\n{layout}")
+        where = readme or "the README's Data section"
+        raise DataError(
+            f"missing data file(s): {'; '.join(missing)} (set {DATA_ENV} to a local copy laid out as in {where})"
+            f"\nExpected layout:\n{layout}"
+        )

@@ -20,6 +20,7 @@ from lmms_eval_autorater.tasks.common import (
     hub_snapshot,
     log_construction,
     make_doc,
+    task_readme,
 )
 
 HUB_CSV_REPO = "strawhat/aigciqa-20k"
@@ -117,8 +118,8 @@ def split_docs(
 
 def _modelscope_failure(reason: str) -> DataError:
     return DataError(
-        f"cannot download {MODELSCOPE_IMAGES} from ModelScope ({reason}): "
-        f"set {DATA_ENV} to a local copy laid out as below\n{LAYOUT}"
+        f"cannot download {MODELSCOPE_IMAGES} from ModelScope ({reason}); set {DATA_ENV} to a local copy "
+        f"laid out as in {task_readme('aigiqa')}\nExpected layout:\n{LAYOUT}"
     )
 
 
@@ -152,10 +153,16 @@ def build_docs() -> list[dict]:
                 "images": root / "images",
             },
             LAYOUT,
+            task_readme("aigiqa"),
         )
         csv_root, image_root = root, root / "images"
     else:
-        csv_root = hub_snapshot(HUB_CSV_REPO, allow_patterns=["data.csv", "info_test.csv"], layout=LAYOUT)
+        csv_root = hub_snapshot(
+            HUB_CSV_REPO,
+            allow_patterns=["data.csv", "info_test.csv"],
+            layout=LAYOUT,
+            readme=task_readme("aigiqa"),
+        )
         image_root = modelscope_images()
     docs = split_docs(
         read_mos_table(csv_root / "data.csv"),

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from itertools import combinations
 from pathlib import Path, PurePosixPath
 
-from lmms_eval_autorater.tasks.common import DataError, check_paths_exist, data_dir, hub_snapshot, make_doc
+from lmms_eval_autorater.tasks.common import (
+    DataError,
+    check_paths_exist,
+    data_dir,
+    hub_snapshot,
+    make_doc,
+    task_readme,
+)
 
 HUB_REPO = "THUDM/ImageRewardDB"
 SPLIT = "test"
@@ -71,10 +78,15 @@ def dataset_root(split: str = SPLIT, *, also: Sequence[str] = (), layout: str = 
             raise DataError(
                 f"no {split} split: {root / f'metadata-{split}.parquet'} is missing\nExpected layout:\n{layout}"
             )
-        check_paths_exist({"metadata": root / f"metadata-{split}.parquet"}, layout)
+        check_paths_exist(
+            {"metadata": root / f"metadata-{split}.parquet"}, layout, task_readme("imagereward_pair")
+        )
         return root
     return hub_snapshot(
-        HUB_REPO, allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*", *also], layout=layout
+        HUB_REPO,
+        allow_patterns=[f"metadata-{split}.parquet", f"images/{split}/*", *also],
+        layout=layout,
+        readme=task_readme("imagereward_pair"),
     )
 
 

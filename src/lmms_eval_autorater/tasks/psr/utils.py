@@ -13,7 +13,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmms_eval_autorater.tasks.common import DataError, data_dir, log_construction, make_doc, require
+from lmms_eval_autorater.tasks.common import (
+    DataError,
+    data_dir,
+    log_construction,
+    make_doc,
+    require,
+    task_readme,
+)
 
 VOTE_LABELS = ("1", "2", "tie")
 
@@ -25,7 +32,8 @@ LAYOUT = """$AUTORATER_DATA_DIR/psr/
 
 NOT_PUBLIC = (
     "The PSR (PhotoShopRequest) human votes are not public, so the 'psr' task needs a local copy: "
-    "set AUTORATER_DATA_DIR to a folder holding psr/ in this layout:\n" + LAYOUT
+    f"set AUTORATER_DATA_DIR to a folder holding psr/ laid out as in {task_readme('psr')}\n"
+    "Expected layout:\n" + LAYOUT
 )
 
 
