@@ -17,7 +17,7 @@ from lmms_eval_autorater.specialists.types import Assessment
 log = logging.getLogger(__name__)
 
 
-#: providers whose model names are the provider's own (dated snapshots such as gpt-4o-2024-08-06): their
+#: providers whose model names are the provider's own (dated snapshots, as in the model catalog): their
 #: answers are shared whatever endpoint (a proxy, a gateway) asked them
 NAMED_PROVIDERS = frozenset({"openai", "gemini"})
 
