@@ -65,6 +65,10 @@ def _hf_datasets() -> dict[str, tuple[str, str]]:
         "imagereward_pair": (HUB_REPO, "ImageRewardDB test pairs"),
         "imagereward_point": (HUB_REPO, "ImageRewardDB test images"),
         "aigiqa": (HUB_CSV_REPO, "AIGIQA-20K test"),
+        "mmrb2_t2i": ("rl-research/multimodal-rewardbench-2", "MMRB2 text-to-image (both orders)"),
+        "mmrb2_edit": ("rl-research/multimodal-rewardbench-2", "MMRB2 image editing (both orders)"),
+        "genaibench_gen": ("TIGER-Lab/GenAI-Bench", "GenAI-Bench image generation (four labels)"),
+        "genaibench_edit": ("TIGER-Lab/GenAI-Bench", "GenAI-Bench image editing (four labels)"),
     }
 
 
