@@ -29,7 +29,7 @@ import numpy as np
 from lmms_eval_autorater.tasks.catalog import TASKS, task_info
 from lmms_eval_autorater.tasks.common import doc_to_request, make_record, verdict_record
 
-GRID_TASKS = tuple(TASKS)
+GRID_TASKS = tuple(t for t in TASKS if TASKS[t].classes == 2)  # not the four-label GenAI-Bench tasks
 STRATEGIES = ("halving", "exhaustive")
 #: successive halving keeps the best 1/ETA of the subsets per round and multiplies the sample by ETA
 DEFAULT_ETA = 3

@@ -82,9 +82,13 @@ TASKS: dict[str, TaskInfo] = {
     )
 }
 
+#: the paper's four (Table 2's columns, group ``GROUP``)
+PAPER_TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
 #: the lmms-eval group of the field's benchmarks (MMRB2, GenAI-Bench); kept apart from the paper's four
 FIELD_GROUP = "field_bench"
 FIELD_TASKS = ("mmrb2_t2i", "mmrb2_edit", "genaibench_gen", "genaibench_edit")
+#: group name -> its tasks (the groups' YAMLs list the same)
+GROUPS: dict[str, tuple[str, ...]] = {"autorater_bench": PAPER_TASKS, "field_bench": FIELD_TASKS}
 
 #: the lmms-eval group of the four (Table 2's columns)
 GROUP = "autorater_bench"
