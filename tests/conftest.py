@@ -95,9 +95,9 @@ def data(tmp_path_factory):
     old = os.environ.get("AUTORATER_DATA_DIR")
     os.environ["AUTORATER_DATA_DIR"] = str(root)
     try:
-        from lmms_eval_autorater.tasks.catalog import TASKS, build_docs
+        from lmms_eval_autorater.tasks.catalog import PAPER_TASKS, build_docs
 
-        docs = {task: build_docs(task) for task in TASKS}
+        docs = {task: build_docs(task) for task in PAPER_TASKS}
     finally:
         if old is None:
             del os.environ["AUTORATER_DATA_DIR"]

@@ -12,7 +12,7 @@ from lmms_eval_autorater.judges import tokens
 from lmms_eval_autorater.judges.factory import build_judge
 from lmms_eval_autorater.judges.types import ChatPrompt
 from lmms_eval_autorater.specialists.cache import AssessmentCache, SpecialistPool
-from lmms_eval_autorater.tasks.catalog import TASKS
+from lmms_eval_autorater.tasks.catalog import PAPER_TASKS as TASKS
 from lmms_eval_autorater.tasks.common import doc_to_request
 from tests import fakes
 from tests.openai_server import OpenAIServer

@@ -29,6 +29,8 @@ COMMANDS = {
     "report": "lmms_eval_autorater.reports.run_page",
     "score": "lmms_eval_autorater.generations.score",
     "arena": "lmms_eval_autorater.generations.arena",
+    "export": "lmms_eval_autorater.reports.field_export",
+    "import": "lmms_eval_autorater.reports.field_import",
 }
 
 

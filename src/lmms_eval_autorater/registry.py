@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from lmms_eval_autorater.catalog.models import MODELS as _CATALOG
-from lmms_eval_autorater.tasks.catalog import GROUP, TASKS
+from lmms_eval_autorater.tasks.catalog import GROUPS, TASKS
 
 TASKS_DIR = str(Path(__file__).resolve().parent / "tasks")
 
@@ -28,7 +28,7 @@ MODELS: dict[str, str] = {model_id: entry.class_path for model_id, entry in _CAT
 
 #: Names our tasks and group register (the task catalog's); an earlier folder (lmms-eval's own first) wins
 #: silently, so we check.
-TASK_NAMES = (*TASKS, GROUP)
+TASK_NAMES = (*TASKS, *GROUPS)
 
 _PATCH_FLAG = "_autorater_tasks_dir_added"
 

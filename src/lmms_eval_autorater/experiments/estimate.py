@@ -59,15 +59,16 @@ def _notes(est: Estimator, means: dict[str, dict], grid: str | None = None) -> l
 
 
 def expand_tasks(tasks: Sequence[str]) -> list[str]:
-    """Task names with the group ``autorater_bench`` expanded; an unknown name raises ``ValueError``."""
-    from lmms_eval_autorater.tasks.catalog import GROUP, TASKS, task_info
+    """Task names with the groups (``autorater_bench``, ``field_bench``) expanded; an unknown name raises
+    ``ValueError``."""
+    from lmms_eval_autorater.tasks.catalog import GROUPS, task_info
 
     out: list[str] = []
     for t in tasks:
         t = t.strip()
         if not t:
             continue
-        for name in TASKS if t == GROUP else [task_info(t).name]:
+        for name in GROUPS[t] if t in GROUPS else [task_info(t).name]:
             if name not in out:
                 out.append(name)
     if not out:

@@ -30,7 +30,7 @@ from lmms_eval_autorater.errors import UsageError
 from lmms_eval_autorater.experiments.loop import EvaluationLoop, counts, headline, nan_last, paired
 from lmms_eval_autorater.tasks.catalog import TASKS, task_info
 
-GRID_TASKS = tuple(TASKS)
+GRID_TASKS = tuple(t for t in TASKS if TASKS[t].classes == 2)  # not the four-label GenAI-Bench tasks
 STRATEGIES = ("halving", "exhaustive")
 #: the largest subset searched (the paper: 1..3 specialists)
 DEFAULT_MAX_SIZE = 3

@@ -950,3 +950,93 @@ def parse_tool_selection(text: str | None, applicable: Sequence[str]) -> ParseRe
         to_value=list,
     )
     return _parse(text, kind)
+
+
+# ---------------------------------------------------------------------------------------------
+# four classes (GenAI-Bench): 1 = Image 1 better, 2 = Image 2 better, 3 = both good, 4 = both bad
+
+_FORMAT_PAIRWISE4 = (
+    "Output only a JSON object, with no text before or after it, in this form: "
+    '{"analysis": "<your comparison of the two images, written first>", '
+    '"verdict": <"1", "2", "both_good" or "both_bad">}. '
+    '"verdict" is "1" if Image 1 is better, "2" if Image 2 is better, "both_good" if they are equally '
+    'good, "both_bad" if they are equally bad. Choose exactly one.'
+)
+FORMAT_INSTRUCTIONS["pairwise4"] = _FORMAT_PAIRWISE4
+#: the four verdict words of the JSON contract -> class codes
+VERDICT4 = {"1": 1, "2": 2, "both_good": 3, "both_bad": 4}
+_VERDICT4_KEYS = frozenset({"verdict", "judgement", "judgment", "preferred", "answer"})
+#: GenAI-Bench's own vote strings (A = Image 1); ``[[A=B]]`` names no quality and is refused here
+_VOTE4 = {"A>B": 1, "A>>B": 1, "B>A": 2, "B>>A": 2, "A=B=Good": 3, "A=B=Bad": 4}
+_VOTE4_RE = re.compile(r"\[\[\s*(A\s*>>?\s*B|B\s*>>?\s*A|A\s*=\s*B\s*=\s*(?:Good|Bad))\s*\]\]", re.I)
+
+
+def pairwise4_schema() -> dict:
+    """JSON schema of a four-class verdict (OpenAI strict mode): ``verdict`` is 1, 2 or one of the two ties."""
+    return _object_schema(
+        {
+            "analysis": {"type": "string", "description": "Your comparison, written before the verdict."},
+            "verdict": {
+                "type": "string",
+                "enum": list(VERDICT4),
+                "description": "1 or 2: the better image; both_good / both_bad: equally good / equally bad.",
+            },
+        }
+    )
+
+
+def _vote4(s: str) -> _Val:
+    key = re.sub(r"\s+", "", s).lower()
+    for vote, code in _VOTE4.items():
+        if key == vote.lower():
+            return _Val(True, code, show=f"[[{vote}]]")
+    return _bad(f"unknown vote {s!r}")
+
+
+def _verdict4_json(v: Any) -> _Val:
+    if isinstance(v, bool):
+        return _bad(f"not a verdict: {v!r}")
+    if isinstance(v, (int, float)) and v in (1, 2):
+        return _Val(True, int(v), show=str(int(v)))
+    if isinstance(v, str):
+        s = v.strip().strip("[]").strip()
+        word = _norm_key(s)
+        if word in VERDICT4:
+            return _Val(True, VERDICT4[word], show=word)
+        m = re.fullmatch(r"(?:image[\s_#-]*)?([12])", word)
+        if m:
+            return _Val(True, int(m.group(1)), show=m.group(1))
+        if any(op in s for op in (">", "=")):
+            return _vote4(s)
+    return _bad(f"not one of the four verdicts: {v!r}", show=repr(v))
+
+
+def _verdict4_free(text: str) -> list[_Cand]:
+    return [_Cand(m.start(), m.end(), _vote4(m.group(1)), 1) for m in _VOTE4_RE.finditer(text)]
+
+
+def _verdict4_bare(text: str) -> _Val | None:
+    s = text.strip().strip(".").strip()
+    m = _VOTE4_RE.fullmatch(s) or re.fullmatch(
+        r"(A\s*>>?\s*B|B\s*>>?\s*A|A\s*=\s*B\s*=\s*(?:Good|Bad))", s, re.I
+    )
+    return _vote4(m.group(1)) if m else None
+
+
+def _verdict4_first(obj: dict) -> _Val:
+    vals = [_verdict4_json(v) for v in _hits(obj, _VERDICT4_KEYS)]
+    if len({v.key for v in vals}) > 1:
+        return _bad(f"conflicting verdict keys in one JSON object: {', '.join(v.show for v in vals)}")
+    return vals[0]
+
+
+_PAIRWISE4 = _Kind(
+    "four-class verdict", "verdict", _VERDICT4_KEYS, _verdict4_first, _verdict4_free, _verdict4_bare
+)
+
+
+def parse_pairwise4(text: str | None) -> ParseResult:
+    """Read a four-class verdict (1, 2, 3 = both good, 4 = both bad) from a judge answer: the JSON contract's
+    ``verdict``, or GenAI-Bench's ``[[A>B]]`` / ``[[B>A]]`` / ``[[A=B=Good]]`` / ``[[A=B=Bad]]`` (A = Image 1);
+    different votes without a final one fail as ambiguous, as for the other kinds."""
+    return _parse(text, _PAIRWISE4)

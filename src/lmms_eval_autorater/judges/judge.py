@@ -140,17 +140,20 @@ def _completion_meta(c: Completion) -> dict:
     }
 
 
-def to_verdict(result: Completion | BackendError, paradigm: str) -> Verdict:
+def to_verdict(result: Completion | BackendError, paradigm: str, classes: int = 2) -> Verdict:
     """Parse one backend result into a verdict, keeping the raw text and the failure reason."""
     if isinstance(result, BudgetSkippedError):
         return Verdict(status="budget_skipped", error=str(result), meta={"budget_skipped": True})
     if isinstance(result, BackendError):
         return Verdict(status="api_error", error=str(result), meta={"http_status": result.status})
-    parsed = (
-        contract.parse_pairwise(result.text)
-        if paradigm == "pairwise"
-        else contract.parse_pointwise(result.text)
-    )
+    if paradigm == "pairwise" and classes == 4:
+        parsed = contract.parse_pairwise4(result.text)
+    else:
+        parsed = (
+            contract.parse_pairwise(result.text)
+            if paradigm == "pairwise"
+            else contract.parse_pointwise(result.text)
+        )
     meta = _completion_meta(result)
     if not parsed.ok:
         return Verdict(
@@ -180,7 +183,8 @@ def combine_swap(first: Verdict, second: Verdict) -> Verdict:
             if usage is not None:
                 out.meta.update(usage=usage, cached=cached)
             return out
-    second_in_original = 3 - int(second.preferred)
+    # 1 and 2 trade places; a four-class tie (3 both good, 4 both bad) reads the same in both orders
+    second_in_original = {1: 2, 2: 1}.get(int(second.preferred), int(second.preferred))
     agree = first.preferred == second_in_original
     meta = {
         **first.meta,
@@ -421,7 +425,7 @@ class Judge:
         first: dict[int, Verdict] = {}
         second: dict[int, Verdict] = {}
         for (j, order), res in zip(owners, results):
-            v = to_verdict(res, ready[j].paradigm)
+            v = to_verdict(res, ready[j].paradigm, ready[j].classes)
             (first if order == 0 else second)[j] = v
         for j, req in enumerate(ready):
             v = first[j]

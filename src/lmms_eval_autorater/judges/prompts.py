@@ -86,9 +86,22 @@ def build_verdict_prompt(req: JudgeRequest, evidence: str = "") -> ChatPrompt:
     parts.extend(_image_parts(req))
     if evidence:
         parts.append(f"{_EVIDENCE_NOTE}\n{evidence}")
+    if kind == "pairwise" and req.classes == 4:
+        parts.append(FOUR_CLASS_NOTE)
+        parts.append(contract.FORMAT_INSTRUCTIONS["pairwise4"])
+        return ChatPrompt(
+            system=SYSTEM,
+            parts=tuple(parts),
+            json_schema=contract.pairwise4_schema(),
+            schema_name="pairwise4_verdict",
+        )
     parts.append(contract.FORMAT_INSTRUCTIONS[kind])
     schema = contract.pairwise_schema() if kind == "pairwise" else contract.pointwise_schema()
     return ChatPrompt(system=SYSTEM, parts=tuple(parts), json_schema=schema, schema_name=f"{kind}_verdict")
+
+
+#: the four-class variant (GenAI-Bench): the two tie classes are allowed answers
+FOUR_CLASS_NOTE = "Here a tie is allowed: if neither image is better, say whether both are equally good or both equally bad."
 
 
 #: the teacher's hint (rationale synthesis, ``training/synthesize.py``); recorded in each manifest

@@ -27,6 +27,8 @@ class JudgeRequest:
     candidates: tuple[str, ...]
     source: str | None = None
     assessments: tuple[Assessment, ...] = ()
+    #: pairwise answer classes: 2 (Image 1 or 2) or 4 (also both good / both bad: GenAI-Bench's labels)
+    classes: int = 2
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,8 @@ class Verdict:
     status: Status
     analysis: str = ""
     score: int | None = None
-    #: 1 or 2, or 0 for a tie (only from swap=true disagreement)
+    #: 1 or 2, or 0 for a tie (only from swap=true disagreement); four-class requests also 3 (both good)
+    #: and 4 (both bad)
     preferred: int | None = None
     raw: str = ""
     error: str | None = None

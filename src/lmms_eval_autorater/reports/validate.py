@@ -72,7 +72,14 @@ def schema_problems(sub: Any) -> list[str]:
     return out
 
 
-def recomputed_metric_names(paradigm: str) -> tuple[str, ...]:
+def _four_labels(task: str | None) -> bool:
+    """Whether ``task`` is scored on four labels (GenAI-Bench's rule, ``tasks.field_common``)."""
+    from lmms_eval_autorater.tasks.catalog import TASKS
+
+    return task is not None and task in TASKS and TASKS[task].classes == 4
+
+
+def recomputed_metric_names(paradigm: str, task: str | None = None) -> tuple[str, ...]:
     """The metrics ``validate`` recomputes from predictions: all but what a run spent."""
     from lmms_eval_autorater.vocabulary import (
         ESTIMATE_METRICS,
@@ -82,16 +89,23 @@ def recomputed_metric_names(paradigm: str) -> tuple[str, ...]:
     )
 
     names = PAIRWISE_METRICS if paradigm == "pairwise" else POINTWISE_METRICS
+    if _four_labels(task):
+        from lmms_eval_autorater.tasks.field_common import FOUR_LABEL_METRICS
+
+        names = FOUR_LABEL_METRICS
     return tuple(n for n in names if n not in USAGE_METRICS and n not in ESTIMATE_METRICS)
 
 
-def recompute(paradigm: str, records: Sequence[Mapping]) -> dict[str, float | None]:
-    """Every recomputable metric of a task from its records, with the tasks' own aggregation functions."""
+def recompute(paradigm: str, records: Sequence[Mapping], task: str | None = None) -> dict[str, float | None]:
+    """Every recomputable metric of a task from its records, with the tasks' own aggregation functions
+    (``task`` picks the four-label ones of the GenAI-Bench tasks)."""
     from lmms_eval_autorater.tasks.common import pairwise_aggregation, pointwise_aggregation
 
     agg = pairwise_aggregation if paradigm == "pairwise" else pointwise_aggregation
+    if _four_labels(task):
+        from lmms_eval_autorater.tasks.field_common import four_label_aggregation as agg
     recs = [dict(r) for r in records]
-    return {name: _clean(agg(name)(recs)) for name in recomputed_metric_names(paradigm)}
+    return {name: _clean(agg(name)(recs)) for name in recomputed_metric_names(paradigm, task)}
 
 
 def _clean(x) -> float | None:
@@ -181,7 +195,7 @@ def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
     problems += _compare(
         prefix,
         task["metrics"],
-        recompute(info.paradigm, _records(task, None)),
+        recompute(info.paradigm, _records(task, None), name),
         "from the submission's predictions",
     )
     if docs is None:
@@ -225,7 +239,7 @@ def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
     problems += _compare(
         prefix,
         task["metrics"],
-        recompute(info.paradigm, _records(task, local_truth)),
+        recompute(info.paradigm, _records(task, local_truth), name),
         "from the predictions against the local data",
     )
     return problems

@@ -20,6 +20,10 @@ class TaskInfo:
     builder: str
     task_kind: str  # "generation" | "editing"
     paradigm: str  # "pairwise" | "pointwise"
+    #: pairwise answer classes: 2 (Image 1 / Image 2) or 4 (also both good / both bad: GenAI-Bench)
+    classes: int = 2
+    #: whose scoring rule the headline follows: "" (ours), "mmrb2", "genaibench" (``metrics.field``)
+    rule: str = ""
 
     @property
     def metric(self) -> str:
@@ -46,8 +50,47 @@ TASKS: dict[str, TaskInfo] = {
             "pointwise",
         ),
         TaskInfo("aigiqa", "lmms_eval_autorater.tasks.aigiqa.utils:build_docs", "generation", "pointwise"),
+        # the field's benchmarks (group FIELD_GROUP)
+        TaskInfo(
+            "mmrb2_t2i",
+            "lmms_eval_autorater.tasks.mmrb2_t2i.utils:build_docs",
+            "generation",
+            "pairwise",
+            rule="mmrb2",
+        ),
+        TaskInfo(
+            "mmrb2_edit",
+            "lmms_eval_autorater.tasks.mmrb2_edit.utils:build_docs",
+            "editing",
+            "pairwise",
+            rule="mmrb2",
+        ),
+        TaskInfo(
+            "genaibench_gen",
+            "lmms_eval_autorater.tasks.genaibench_gen.utils:build_docs",
+            "generation",
+            "pairwise",
+            classes=4,
+            rule="genaibench",
+        ),
+        TaskInfo(
+            "genaibench_edit",
+            "lmms_eval_autorater.tasks.genaibench_edit.utils:build_docs",
+            "editing",
+            "pairwise",
+            classes=4,
+            rule="genaibench",
+        ),
     )
 }
+
+#: the paper's four (Table 2's columns, group ``GROUP``)
+PAPER_TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
+#: the lmms-eval group of the field's benchmarks (MMRB2, GenAI-Bench); kept apart from the paper's four
+FIELD_GROUP = "field_bench"
+FIELD_TASKS = ("mmrb2_t2i", "mmrb2_edit", "genaibench_gen", "genaibench_edit")
+#: group name -> its tasks (the groups' YAMLs list the same)
+GROUPS: dict[str, tuple[str, ...]] = {"autorater_bench": PAPER_TASKS, "field_bench": FIELD_TASKS}
 
 #: the lmms-eval group of the four (Table 2's columns)
 GROUP = "autorater_bench"

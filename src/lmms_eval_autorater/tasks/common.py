@@ -130,7 +130,11 @@ def doc_to_request(doc: dict, task: str, doc_id: int | str):
     if doc["paradigm"] == "pairwise" and not doc.get("image_2"):
         raise DataError(NOT_OUR_DOC.format(task=task, doc_id=doc_id, field="image_2"))
     candidates = (doc["image_1"],) if doc["paradigm"] == "pointwise" else (doc["image_1"], doc["image_2"])
+    from lmms_eval_autorater.tasks.catalog import TASKS
+
+    info = TASKS.get(task)
     return JudgeRequest(
+        classes=info.classes if info is not None else 2,
         doc_key=f"{task}/{doc.get('doc_id', doc_id)}",
         task_kind=doc["task_kind"],
         paradigm=doc["paradigm"],

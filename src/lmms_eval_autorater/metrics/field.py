@@ -1,0 +1,243 @@
+"""The field's benchmarks scored as their authors score them (pure functions, no I/O).
+
+* GenAI-Bench (TIGER-AI-Lab/GenAI-Bench ``inference.py``): four human labels; a judge's vote is the
+  first ``[[...]]`` of its answer (greedy, one line); accuracy = correct / every item, an unparsable
+  answer counting as wrong. ``[[A=B]]`` (an unspecified tie) is right for both tie labels.
+* MMRB2 (facebookresearch/MMRB2 ``evaluate/compute_scores/compute_accuracy.py``): each pair judged in
+  both orders; accuracy = correct judgments / judgments present (a pair or order without a judgment is
+  not in the denominator; a judgment that is neither "A" nor "B" counts, as wrong).
+* EditReward-Bench (TIGER-AI-Lab/EditReward ``EditReward/evaluate/eval_bench.py``): groups of 2, 3 or
+  4 edits; individual accuracy over the pairwise comparisons of a group, group accuracy = the whole
+  ranking right.
+
+Label codes used by our docs and predictions: 1 = A (image 1) better, 2 = B better, 3 = both good
+(``A=B=Good``), 4 = both bad (``A=B=Bad``), 0 = a tie without a quality (``A=B``; also a pairwise
+scorer's exactly equal scores).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+
+from .bootstrap import bootstrap_ci
+from .summary import _coverage, _triage
+
+# ---------------------------------------------------------------------------------------------
+# GenAI-Bench
+
+#: the repository's ``human_vote`` / dataset ``vote_type`` values -> our label codes
+GENAIBENCH_HUMAN = {"leftvote": 1, "rightvote": 2, "tievote": 3, "bothbad_vote": 4}
+HUMAN_OF_CODE = {v: k for k, v in GENAIBENCH_HUMAN.items()}
+#: the exact vote strings GenAI-Bench's ``parse_response`` credits -> our prediction codes
+GENAIBENCH_VOTES = {
+    "[[A>B]]": 1,
+    "[[A>>B]]": 1,
+    "[[B>A]]": 2,
+    "[[B>>A]]": 2,
+    "[[A=B=Good]]": 3,
+    "[[A=B=Bad]]": 4,
+    "[[A=B]]": 0,
+}
+#: our prediction code -> the vote string an export writes
+VOTE_OF_CODE = {1: "[[A>B]]", 2: "[[B>A]]", 3: "[[A=B=Good]]", 4: "[[A=B=Bad]]", 0: "[[A=B]]"}
+FOUR_LABELS = (1, 2, 3, 4)
+_VOTE_RE = re.compile(r"\[\[.*\]\]")
+
+
+def genaibench_extract_vote(response: str | None) -> str | None:
+    """The vote string GenAI-Bench reads from an answer: the first greedy ``[[...]]`` match on a line."""
+    if not response:
+        return None
+    m = _VOTE_RE.search(response)
+    return m.group() if m else None
+
+
+def genaibench_vote_code(vote: str | None) -> int | None:
+    """Our prediction code of a vote string (exact match, as GenAI-Bench compares), None if it credits nothing."""
+    return None if vote is None else GENAIBENCH_VOTES.get(vote)
+
+
+def genaibench_correct(label: int, pred: int | None) -> bool:
+    """GenAI-Bench's vote-matching rule: exact class, or an unspecified tie (0) for either tie label."""
+    if pred is None:
+        return False
+    if label in (3, 4) and pred == 0:
+        return True
+    return pred == label
+
+
+def _check_label(label: Any, i: int) -> int:
+    if isinstance(label, bool) or label not in FOUR_LABELS:
+        raise ValueError(f"labels[{i}] = {label!r} is not one of {FOUR_LABELS}")
+    return int(label)
+
+
+def genaibench_accuracy(labels: Sequence[int], preds: Sequence[int | None]) -> float:
+    """GenAI-Bench's accuracy: correct / all items (a None prediction is wrong); nan when there is none."""
+    if len(labels) != len(preds):
+        raise ValueError(f"labels and preds differ in length: {len(labels)} vs {len(preds)}")
+    if len(labels) == 0:
+        return float("nan")
+    lab = np.asarray([_check_label(x, i) for i, x in enumerate(labels)], dtype=np.int64)
+    pred = np.asarray([-1 if p is None else int(p) for p in preds], dtype=np.int64)
+    return _accuracy_codes(lab, pred)
+
+
+def _accuracy_codes(lab: np.ndarray, pred: np.ndarray) -> float:
+    """``genaibench_accuracy`` on checked int arrays (-1 = no prediction), vectorised for the bootstrap."""
+    correct = (pred == lab) | ((pred == 0) & ((lab == 3) | (lab == 4)))
+    return float(np.count_nonzero(correct)) / lab.size if lab.size else float("nan")
+
+
+def four_label_summary(
+    records: Sequence[Mapping[str, Any]], n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """GenAI-Bench's accuracy (every record in the denominator, failures wrong) with a clustered bootstrap CI,
+    and ours beside it (``accuracy_scored``: failures excluded and counted), plus the failure counts."""
+    scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(
+        records, lambda p: p is not None and p in (0, *FOUR_LABELS)
+    )
+    ok = set(scored)
+    labels = [_check_label(r["label"], i) for i, r in enumerate(records)]
+    preds = [int(r["pred"]) if i in ok else None for i, r in enumerate(records)]
+    groups = [r.get("group") for r in records]
+    accuracy = genaibench_accuracy(labels, preds)
+    low = high = float("nan")
+    if n_resamples > 0 and records:
+        codes = np.asarray([-1 if p is None else p for p in preds], dtype=np.int64)
+        low, high = bootstrap_ci(
+            _accuracy_codes,
+            np.asarray(labels, dtype=np.int64),
+            codes,
+            groups=groups,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    s_labels = [labels[i] for i in scored]
+    s_preds = [preds[i] for i in scored]
+    return {
+        "accuracy": accuracy,
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "accuracy_scored": genaibench_accuracy(s_labels, s_preds) if scored else float("nan"),
+        "n_total": len(records),
+        "n_scored": len(scored),
+        "input_errors": input_errors,
+        "parse_failures": parse_failures,
+        "api_failures": api_failures,
+        "budget_skipped": budget_skipped,
+        "predicted_ties": sum(1 for p in s_preds if p in (0, 3, 4)),
+        "coverage": _coverage(len(scored), len(records)),
+    }
+
+
+def scores_to_four_label(score_1: float, score_2: float) -> int:
+    """A pairwise scorer on a four-label task: 1 or 2 by the higher score, 0 (``A=B``) only when exactly equal."""
+    if score_1 > score_2:
+        return 1
+    if score_2 > score_1:
+        return 2
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# MMRB2
+
+
+def flip_judgement(judgement: Any) -> Any:
+    """A and B swapped (MMRB2's reverse order); anything else unchanged."""
+    return {"A": "B", "B": "A"}.get(judgement, judgement)
+
+
+def mmrb2_accuracy(predictions: Mapping[str, Mapping], chosen: Mapping[str, str]) -> dict[str, Any]:
+    """MMRB2's both-orders accuracy of a predictions object (pair id -> ``forward``/``reverse`` lists whose first
+    item has ``judgement``) against ``chosen`` (pair id -> "A"/"B"). The reverse judgment is flipped before it
+    is compared; a missing or empty judgment is not counted; a pair absent from ``predictions`` is missing."""
+    correct = evaluated = missing = 0
+    for pair_id, truth in chosen.items():
+        pred = predictions.get(pair_id)
+        if pred is None:
+            missing += 1
+            continue
+        for order in ("forward", "reverse"):
+            items = pred.get(order) or []
+            judgement = items[0].get("judgement") if items else None
+            if not judgement:
+                continue
+            evaluated += 1
+            if (flip_judgement(judgement) if order == "reverse" else judgement) == truth:
+                correct += 1
+    return {
+        "accuracy": correct / evaluated if evaluated else 0.0,
+        "correct": correct,
+        "evaluated": evaluated,
+        "missing_pairs": missing,
+        "total_pairs": len(chosen),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# EditReward-Bench
+
+
+def parse_ranking(ranking: str, n: int) -> tuple[int, ...] | str | None:
+    """EditReward's ground truth of a group: ``"tie"`` for a 2-pair tie label, else the candidate indices
+    best first (``"C>A>B"`` -> (2, 0, 1)); None when the string is not a ranking of ``n`` candidates."""
+    if ranking in ("A=B=Good", "A=B=Bad"):
+        return "tie"
+    if ranking in ("B>A", "A<B"):
+        return (1, 0)
+    if "=" in ranking:
+        return None
+    letters = ranking.replace(">", "").replace("<", "").replace(" ", "")
+    idx = tuple(ord(c) - ord("A") for c in letters)
+    if len(idx) != n or sorted(idx) != list(range(n)):
+        return None
+    return idx
+
+
+def pairwise_truth(ranking: tuple[int, ...] | str, i: int, j: int) -> int:
+    """1 if candidate i is ranked above j, -1 if below, 0 for a tie group."""
+    if ranking == "tie":
+        return 0
+    return 1 if ranking.index(i) < ranking.index(j) else -1
+
+
+def editreward_group(ranking: tuple[int, ...] | str, prefs: Mapping[tuple[int, int], int | None]) -> dict:
+    """One group's comparisons judged: ``prefs[(i, j)]`` is 1 (i better), -1 (j better), 0 (tie) or None (no
+    verdict), for every i < j. Returns the number of comparisons, of judged ones, of correct ones, and
+    whether the group is all correct (every comparison judged and right)."""
+    n = len(ranking) if ranking != "tie" else 2
+    pairs = list(combinations(range(n), 2))
+    judged = correct = 0
+    for i, j in pairs:
+        p = prefs.get((i, j))
+        if p is None:
+            continue
+        judged += 1
+        correct += int(p == pairwise_truth(ranking, i, j))
+    return {
+        "comparisons": len(pairs),
+        "judged": judged,
+        "correct": correct,
+        "group_correct": judged == len(pairs) and correct == len(pairs),
+    }
+
+
+def editreward_accuracy(groups: Sequence[Mapping]) -> dict[str, float]:
+    """Individual accuracy (correct comparisons / judged comparisons) and group accuracy (all-correct groups /
+    groups) over ``editreward_group`` outcomes; a group with a failed comparison is not all-correct."""
+    judged = sum(g["judged"] for g in groups)
+    correct = sum(g["correct"] for g in groups)
+    return {
+        "individual_accuracy": correct / judged if judged else float("nan"),
+        "group_accuracy": sum(g["group_correct"] for g in groups) / len(groups) if groups else float("nan"),
+        "comparisons": sum(g["comparisons"] for g in groups),
+        "judged": judged,
+        "groups": len(groups),
+    }

@@ -1,0 +1,1 @@
+"""The genaibench_edit task folder (YAML, builder, README)."""

@@ -1,0 +1,1 @@
+"""The genaibench_gen task folder (YAML, builder, README)."""

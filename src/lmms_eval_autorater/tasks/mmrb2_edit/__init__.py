@@ -1,0 +1,1 @@
+"""The mmrb2_edit task folder (YAML, builder, README)."""

@@ -1,0 +1,1 @@
+"""The mmrb2_t2i task folder (YAML, builder, README)."""
