@@ -45,15 +45,52 @@ def test_hf_offline_reads_the_variables_as_huggingface_hub(monkeypatch, hub, tra
     assert runtime.hf_offline() is expected
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]  # closed again when this returns: a connection is refused
+
+
 def test_local_files_only_explicit_then_offline_then_folder(monkeypatch, tmp_path):
+    import socket
+
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{listener.getsockname()[1]}")  # a reachable hub
+    monkeypatch.setattr(runtime, "_hub_probe", None)
+    assert runtime.hub_unreachable_reason() is None
     assert runtime.local_files_only("org/model") is False
+    listener.close()
     assert runtime.local_files_only(tmp_path) is True  # an existing folder
     assert runtime.local_files_only(tmp_path, False) is False  # explicit wins
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert runtime.local_files_only("org/model") is True
     assert runtime.local_files_only("org/model", False) is False
+
+
+def test_an_unreachable_hub_means_local_files_only_with_the_reason(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(k, raising=False)
+    port = _closed_port()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(runtime, "_hub_probe", None)
+    assert runtime.local_files_only("org/model") is True
+    assert runtime.hub_unreachable_reason().startswith(f"unreachable (127.0.0.1:{port}: ")
+    err = runtime.checkpoint_unavailable("org/model", "gd_model", "specialist GD")
+    [line] = str(err).splitlines()
+    assert line.startswith(
+        "specialist GD: gd_model='org/model' is not in the local Hugging Face cache and the hub"
+    )
+    assert line.endswith("pass gd_model=<that folder>")
 
 
 @pytest.mark.parametrize(

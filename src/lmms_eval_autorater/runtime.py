@@ -71,12 +71,64 @@ def hf_offline() -> bool:
     return value.strip().lower() in TRUTHY
 
 
+#: seconds the one connection probe of the hub may take (a machine without network answers at once)
+HUB_PROBE_TIMEOUT = 3.0
+_PROXY_ENV = ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")
+_hub_probe: str | None = None
+
+
+def _probe_hub() -> str:
+    """'' when a TCP connection to the hub's endpoint opens, else why not (one probe per process).
+
+    Behind a proxy a direct connection says nothing, so the hub is assumed reachable there.
+    """
+    if any(os.environ.get(k) for k in _PROXY_ENV):
+        return ""
+    import socket
+    from urllib.parse import urlparse
+
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = endpoint.hostname or "huggingface.co"
+    port = endpoint.port or (443 if endpoint.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=HUB_PROBE_TIMEOUT).close()
+    except OSError as exc:
+        return f"unreachable ({host}:{port}: {exc.strerror or type(exc).__name__})"
+    return ""
+
+
+def hub_unreachable_reason() -> str | None:
+    """None when the Hugging Face hub may be used; else why not: the offline variables, or no connection.
+
+    Checked before a download is tried, so that a checkpoint missing from the local cache fails at once
+    instead of after the hub client's retries (minutes without network).
+    """
+    if hf_offline():
+        return f"offline ({OFFLINE_ENV[0]} is set)"
+    global _hub_probe
+    if _hub_probe is None:
+        _hub_probe = _probe_hub()
+    return _hub_probe or None
+
+
 def local_files_only(pretrained: str | os.PathLike, explicit: bool | None = None) -> bool:
-    """Whether to load ``pretrained`` without the hub: the explicit setting, else True when offline per
-    the environment or when ``pretrained`` is an existing folder."""
+    """Whether to load ``pretrained`` without the hub: the explicit setting, else True when it is an existing
+    folder, or when the hub is offline per the environment or cannot be reached (cached files still load)."""
     if explicit is not None:
         return bool(explicit)
-    return hf_offline() or Path(pretrained).is_dir()
+    return Path(os.fspath(pretrained)).expanduser().is_dir() or hub_unreachable_reason() is not None
+
+
+def checkpoint_unavailable(model: str, arg: str, what: str) -> Exception:
+    """The one-line error for a checkpoint that is neither a local folder nor in the local Hugging Face cache
+    while the hub cannot be used: it names the model, its argument and the local-folder alternative."""
+    from lmms_eval_autorater.errors import CheckpointError
+
+    reason = hub_unreachable_reason() or "not used (local_files_only)"
+    return CheckpointError(
+        f"{what}: {arg}={model!r} is not in the local Hugging Face cache and the hub is {reason}; "
+        f"download it where there is network (hf download {model}) and pass {arg}=<that folder>"
+    )
 
 
 __all__ = [
@@ -86,6 +138,8 @@ __all__ = [
     "default_device",
     "empty_cuda_cache",
     "hf_offline",
+    "checkpoint_unavailable",
+    "hub_unreachable_reason",
     "local_files_only",
     "resolve_dtype",
 ]

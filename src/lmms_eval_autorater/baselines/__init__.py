@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.errors import CheckpointError
 from lmms_eval_autorater.runtime import default_device as pick_device  # noqa: F401  (re-exported)
 from lmms_eval_autorater.runtime import (
@@ -45,7 +46,12 @@ def _looks_like_path(ref: str) -> bool:
 
 
 def resolve_file(
-    ref: str | os.PathLike, filename: str, *, local_files_only: bool | None = None, what: str = "checkpoint"
+    ref: str | os.PathLike,
+    filename: str,
+    *,
+    local_files_only: bool | None = None,
+    what: str = "checkpoint",
+    arg: str = "checkpoint",
 ) -> Path:
     """Return a local path for ``ref``: an existing file, a folder holding ``filename``, or a hub repo id.
 
@@ -67,13 +73,13 @@ def resolve_file(
     from huggingface_hub.errors import EntryNotFoundError, HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(hf_hub_download(ref_s, filename, local_files_only=bool(local_files_only)))
+        return Path(
+            hf_hub_download(
+                ref_s, filename, local_files_only=runtime.local_files_only(ref_s, local_files_only)
+            )
+        )
     except LocalEntryNotFoundError as exc:
-        how = "local_files_only=True" if local_files_only else "the hub cannot be reached (offline?)"
-        raise CheckpointError(
-            f"{what}: {filename} of hub repo {ref_s!r} is not in the local Hugging Face cache and {how}; "
-            f"download it first (hf download {ref_s} {filename}) or pass a local file"
-        ) from exc
+        raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
     except HFValidationError as exc:
         raise CheckpointError(f"{what}: {ref_s!r} is neither an existing file nor a hub repo id") from exc
     except EntryNotFoundError as exc:
@@ -88,6 +94,7 @@ def resolve_dir(
     local_files_only: bool | None = None,
     what: str = "model folder",
     allow_patterns: list[str] | None = None,
+    arg: str = "checkpoint",
 ) -> Path:
     """Return a local folder for ``ref``: an existing folder, or a hub repo id fetched (config files only)."""
     ref_s = os.fspath(ref)
@@ -100,14 +107,10 @@ def resolve_dir(
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
-        return Path(
-            snapshot_download(ref_s, allow_patterns=allow_patterns, local_files_only=bool(local_files_only))
-        )
+        lfo = runtime.local_files_only(ref_s, local_files_only)
+        return Path(snapshot_download(ref_s, allow_patterns=allow_patterns, local_files_only=lfo))
     except LocalEntryNotFoundError as exc:
-        raise CheckpointError(
-            f"{what}: hub repo {ref_s!r} is not in the local Hugging Face cache and local_files_only is set "
-            f"or the hub cannot be reached; download it first or pass a local folder"
-        ) from exc
+        raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
     except HFValidationError as exc:
         raise CheckpointError(f"{what}: {ref_s!r} is neither an existing folder nor a hub repo id") from exc
     except OSError as exc:

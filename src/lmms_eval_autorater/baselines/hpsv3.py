@@ -205,6 +205,7 @@ class HPSv3Scorer:
             local_files_only=self.local_files_only,
             what="HPSv3 base model",
             allow_patterns=BASE_MODEL_FILES,
+            arg="base_model",
         )
         sd = map_hpsv3_keys(load_state_dict(ckpt, what="HPSv3 checkpoint"))
         head_keys = {k for k in sd if k.startswith("rm_head.")}

@@ -36,6 +36,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.baselines import (
     CheckpointError,
     empty_cuda_cache,
@@ -306,7 +307,15 @@ class ImageRewardScorer:
         self.model = module.eval()
         self.image_size = vision_cfg["image_size"]
 
-        tok = BertTokenizer.from_pretrained(self.tokenizer_name, local_files_only=bool(self.local_files_only))
+        lfo = runtime.local_files_only(self.tokenizer_name, self.local_files_only)
+        try:
+            tok = BertTokenizer.from_pretrained(self.tokenizer_name, local_files_only=lfo)
+        except OSError as exc:
+            if lfo and not Path(self.tokenizer_name).expanduser().exists():
+                raise runtime.checkpoint_unavailable(
+                    self.tokenizer_name, "tokenizer", "ImageReward tokenizer"
+                ) from exc
+            raise
         # upstream's init_tokenizer(): [DEC] as bos, [ENC] as an extra special token (in that order)
         tok.add_tokens(
             [

@@ -14,6 +14,7 @@ from lmms_eval.api.model import lmms
 from loguru import logger
 
 from lmms_eval_autorater.catalog.models import MODELS as CATALOG
+from lmms_eval_autorater.errors import fatal_in_run
 from lmms_eval_autorater.judges.args import as_int, check_known
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.judge import check_inputs, input_error_verdict, require_some_inputs
@@ -30,11 +31,12 @@ class BaselineScorerModel(lmms):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__()
-        check_known(self.NAME, kwargs, self.ALLOWED)
-        self.args = kwargs
-        self.batch_size = as_int("batch_size", kwargs.get("batch_size") or 8, 1)
-        self.device_arg = kwargs.get("device") or None
-        self.scorer = self.build_scorer()
+        with fatal_in_run():  # a bad argument or checkpoint: one line and exit 1, not lmms-eval's exit 0
+            check_known(self.NAME, kwargs, self.ALLOWED)
+            self.args = kwargs
+            self.batch_size = as_int("batch_size", kwargs.get("batch_size") or 8, 1)
+            self.device_arg = kwargs.get("device") or None
+            self.scorer = self.build_scorer()
 
     def default(self, arg: str) -> str | None:
         """``arg`` as given, else the catalog's default checkpoint argument of this model."""
@@ -50,7 +52,12 @@ class BaselineScorerModel(lmms):
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Score each candidate once; pairwise: the higher score wins, equal scores are a tie (0).
 
-        A doc with an image that does not decode is an input error (logged, counted, not scored)."""
+        A doc with an image that does not decode is an input error (logged, counted, not scored); a
+        checkpoint that cannot be loaded ends the run with one line (exit 1)."""
+        with fatal_in_run():
+            return self._generate_until(requests)
+
+    def _generate_until(self, requests: list[Instance]) -> list[str]:
         reqs = []
         for inst in requests:
             _, _, _, doc_id, task, split = inst.args

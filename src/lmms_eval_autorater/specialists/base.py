@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from lmms_eval_autorater import runtime
 from lmms_eval_autorater.runtime import empty_cuda_cache
 from lmms_eval_autorater.specialists.types import Assessment
 
@@ -87,7 +88,19 @@ class Specialist(ABC):
         """Load the model now (otherwise done on first use)."""
         if not self._loaded:
             check_checkpoint(self.model_name, self.spec.model_arg)
-            self._load()
+            if (
+                self.local_files_only is None
+            ):  # offline or no network: no download is tried (cached files load)
+                self.local_files_only = runtime.local_files_only(self.model_name)
+            try:
+                self._load()
+            except OSError as exc:  # what transformers, huggingface_hub and deepface raise for a missing file
+                if self.local_files_only and not os.path.exists(os.path.expanduser(str(self.model_name))):
+                    what = f"specialist {self.spec.code} ({self.spec.name})"
+                    raise runtime.checkpoint_unavailable(
+                        str(self.model_name), self.spec.model_arg, what
+                    ) from exc
+                raise
             self._loaded = True
 
     def release(self) -> None:

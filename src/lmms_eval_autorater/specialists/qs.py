@@ -107,8 +107,11 @@ class QSiTScorer:
         dtype: Any = None,
         batch_size: int = 8,
         local_files_only: bool | None = None,
+        arg: str = "pretrained",
     ) -> None:
         self.pretrained = str(pretrained)
+        #: the argument that named the checkpoint (``pretrained=`` of the qsit baseline, ``qs_model=``)
+        self.arg = arg
         self.device = str(device) if device else None
         self._dtype_arg = dtype
         self.batch_size = max(1, int(batch_size))
@@ -135,7 +138,12 @@ class QSiTScorer:
 
         self.device = default_device(self.device)
         dtype = resolve_dtype(self._dtype_arg, self.device)
-        processor = AutoProcessor.from_pretrained(self.pretrained, local_files_only=self.local_files_only)
+        try:
+            processor = AutoProcessor.from_pretrained(self.pretrained, local_files_only=self.local_files_only)
+        except OSError as exc:
+            if self.local_files_only and not os.path.exists(os.path.expanduser(self.pretrained)):
+                raise runtime.checkpoint_unavailable(self.pretrained, self.arg, "Q-SiT") from exc
+            raise
         tokenizer = processor.tokenizer
         tokenizer.padding_side = "left"
         if tokenizer.pad_token_id is None:
@@ -227,6 +235,7 @@ class QSiT(Specialist):
             dtype=self._dtype_arg,
             batch_size=self.batch_size,
             local_files_only=self.local_files_only,
+            arg=self.spec.model_arg,
         )
         scorer.load()
         self._model_scorer = scorer

@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,6 +146,17 @@ class InternVLBackend:
         """Explicit setting, else True when offline per env or when ``pretrained`` is an existing folder."""
         return runtime.local_files_only(self.pretrained, self._local_files_only_arg)
 
+    @contextmanager
+    def _checkpoint_errors(self) -> Iterator[None]:
+        """A checkpoint missing from the local cache while the hub cannot be used: one line naming
+        ``pretrained=`` and the local-folder alternative, instead of the loader's OSError."""
+        try:
+            yield
+        except OSError as exc:
+            if self.local_files_only and not Path(self.pretrained).expanduser().exists():
+                raise runtime.checkpoint_unavailable(self.pretrained, "pretrained", "InternVL judge") from exc
+            raise
+
     @property
     def rank(self) -> int:
         """Global rank of this process under ``accelerate launch``/torchrun (0 when alone)."""
@@ -197,9 +210,10 @@ class InternVLBackend:
     def _compute_fingerprint(self) -> str:
         from transformers.utils.hub import cached_file, extract_commit_hash
 
-        config_path = cached_file(
-            self.pretrained, "config.json", local_files_only=self.local_files_only, revision=self.revision
-        )
+        with self._checkpoint_errors():
+            config_path = cached_file(
+                self.pretrained, "config.json", local_files_only=self.local_files_only, revision=self.revision
+            )
         commit = extract_commit_hash(config_path, None)
         if commit:
             return commit[:12]
@@ -237,7 +251,8 @@ class InternVLBackend:
             "trust_remote_code": self.trust_remote_code,
             "revision": self.revision,
         }
-        processor = AutoProcessor.from_pretrained(self.pretrained, **common)
+        with self._checkpoint_errors():
+            processor = AutoProcessor.from_pretrained(self.pretrained, **common)
         processor.tokenizer.padding_side = "left"
         # device_map places the weights straight on this rank's device (no full CPU copy first)
         kwargs: dict[str, Any] = dict(common, dtype=self.dtype, device_map=self.device)
