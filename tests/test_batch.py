@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from loguru import logger
 
 from lmms_eval_autorater.judges.args import ModelArgError
 from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend
@@ -364,8 +365,28 @@ def test_offline_export_run_import_then_the_judge_answers_from_the_cache(tmp_pat
     with BatchServer() as server:
         args = {"base_url": server.url, "model": "judge-1", "cache_dir": str(tmp_path / "c"), "swap": "true"}
         judge = build_judge("autorater_openai", args, progress=False)
-        assert export_jsonl(judge, reqs, tmp_path / "in.jsonl") == 6  # both orders of each pair
-        assert judge.stats.requests == 0 and server.direct_calls == 0
+        logged: list[tuple[str, str]] = []
+        sink = logger.add(
+            lambda m: logged.append((m.record["level"].name, m.record["message"])), level="INFO"
+        )
+        try:
+            assert export_jsonl(judge, reqs, tmp_path / "in.jsonl") == 6  # both orders of each pair
+            assert judge.stats.requests == 0 and server.direct_calls == 0
+            # an exported prompt is not an API failure: one INFO line, no ERROR line per prompt
+            assert [lvl for lvl, _ in logged] == ["INFO"], logged
+            assert "6 prompt(s) of 3 doc(s) exported for an offline batch, not sent" in logged[0][1]
+            failing = json.loads((tmp_path / "in.jsonl").read_text().splitlines()[1])["custom_id"]
+            run_batch_offline(server, tmp_path / "in.jsonl", tmp_path / "part.jsonl", fail={failing})
+            logged.clear()
+            assert import_into_judge(judge, tmp_path / "part.jsonl") == {
+                "answers": 5,
+                "errors": 1,
+                "empty": 0,
+            }
+            [(level, line)] = logged  # the failed line is named, with its reason
+            assert level == "WARNING" and f"line {failing} answered an error, not cached" in line, line
+        finally:
+            logger.remove(sink)
         run_batch_offline(server, tmp_path / "in.jsonl", tmp_path / "out.jsonl")
         assert import_into_judge(judge, tmp_path / "out.jsonl")["answers"] == 6
         assert export_jsonl(judge, reqs, tmp_path / "again.jsonl") == 0

@@ -15,6 +15,8 @@ import copy
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from lmms_eval_autorater.judges.batch.openai_batch import read_output_file, request_line
 from lmms_eval_autorater.judges.batch.protocol import LineError
 from lmms_eval_autorater.judges.cache import ResponseCache
@@ -22,6 +24,8 @@ from lmms_eval_autorater.judges.pipeline import api_cache_key
 from lmms_eval_autorater.judges.types import BackendError, ChatPrompt, Completion
 
 NOT_SENT = "exported for an offline batch, not sent"
+#: the module whose per-doc failure lines an export silences (an exported prompt is not a failure)
+_JUDGE_LOGGER = "lmms_eval_autorater.judges.judge"
 
 
 class _Recorder:
@@ -59,11 +63,16 @@ def export_jsonl(judge: Any, reqs: list, path: str | Path) -> int:
     recorder = _Recorder(judge.backend, cache)
     saved_complete, saved_stats = judge.complete_all, copy.deepcopy(judge.stats)
     judge.complete_all = recorder
+    # an exported prompt is no API failure: the judge's per-doc failure lines would say it is
+    logger.disable(_JUDGE_LOGGER)
     try:
         judge.judge_all(reqs)
     finally:
+        logger.enable(_JUDGE_LOGGER)
         judge.complete_all, judge.stats = saved_complete, saved_stats
-    return write_jsonl(judge.backend, recorder.prompts, path)
+    n = write_jsonl(judge.backend, recorder.prompts, path)
+    logger.info(f"autorater: {n} prompt(s) of {len(reqs)} doc(s) {NOT_SENT} ({path})")
+    return n
 
 
 def import_output(backend: Any, cache: ResponseCache, path: str | Path) -> dict[str, int]:
@@ -73,8 +82,13 @@ def import_output(backend: Any, cache: ResponseCache, path: str | Path) -> dict[
     for custom_id, result in read_output_file(path, backend):
         if isinstance(result, LineError):
             counts["errors"] += 1
+            status = f"HTTP {result.status}: " if result.status else ""
+            logger.warning(
+                f"autorater: {path}: line {custom_id} answered an error, not cached: {status}{result.message}"
+            )
         elif not result.text:
             counts["empty"] += 1
+            logger.warning(f"autorater: {path}: line {custom_id} has an empty answer, not cached")
         else:
             cache.put(custom_id, result)
             counts["answers"] += 1
