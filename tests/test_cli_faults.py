@@ -132,3 +132,33 @@ def test_faults_aimed_at_named_docs_fail_exactly_those_docs(tmp_path, data):
     # PSR, judged in the same run, was untouched by the faults aimed at the pairs
     assert metric(results, "psr", "n_scored") == len(docs["psr"])
     assert metric(results, "psr", "accuracy") == pytest.approx(expected_accuracy(docs["psr"]))
+
+
+def test_a_persistent_outage_of_some_docs_ends_in_bounded_time_with_default_settings(tmp_path, data):
+    """Issue 16: with the default retry policy (retry_budget=600, final round on), docs whose every attempt
+    fails while the rest of the run is answered are given up after 5 attempts each (counted from the
+    server's log), reported as API failures, and the run ends within 150 s of the fault-free run."""
+    import time
+
+    root, docs = data
+    pairs = docs["imagereward_pair"]
+    truth = TruthResponder({t: docs[t] for t in TASKS})
+    walls = []
+    for name, outage in (("clean", set()), ("outage", {1})):  # 1 of 8 pairs, ~10% of the run's bodies
+        with OpenAIServer(truth) as server:
+            for i in outage:
+                server.outage(the_doc(pairs[i]))
+            start = time.monotonic()
+            env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / f"c-{name}")}
+            results, log = run_cli(tmp_path, env, *judge_args(server))
+            walls.append(time.monotonic() - start)
+            assert results is not None, log[-3000:]
+            attempts = [r for r in server.requests for i in outage if the_doc(pairs[i])(r.json)]
+    assert len(attempts) == 5  # given up after 5 attempts: not a 600 s budget and a final round
+    assert failed_docs(tmp_path, "out1", "imagereward_pair") == {1: "api_error"}
+    assert metric(results, "imagereward_pair", "api_failures") == 1
+    assert metric(results, "imagereward_pair", "n_scored") == len(pairs) - 1
+    assert metric(results, "psr", "api_failures") == 0 and metric(results, "psr", "n_scored") == len(
+        docs["psr"]
+    )
+    assert walls[1] - walls[0] < 150, walls
