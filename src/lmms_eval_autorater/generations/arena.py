@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.generations.score import add_root_arguments
 from lmms_eval_autorater.judges.factory import judge_names
 
 HELP = "rank generators by pairwise AutoRater judgements (Bradley-Terry ratings, bootstrap CIs)"
@@ -74,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="judge each comparison once (first generator as image 1) instead of in both orders",
     )
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    add_root_arguments(parser)
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -118,7 +120,9 @@ def _same_file(p: str | None, q: str | None) -> bool:
     return digest(p) == digest(q)
 
 
-def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[str], list[dict]]:
+def load_generators(
+    inputs: list[str], names: list[str] | None, *, root: str | None = None, allow_outside_root: bool = False
+) -> tuple[list[str], list[dict]]:
     """The generators' names and rows (id -> row, in file order); every problem before anything is judged."""
     from lmms_eval_autorater.cli import CommandError
     from lmms_eval_autorater.generations.jsonl import generator_name, read_generations
@@ -140,7 +144,10 @@ def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[st
                 f"two generators are named {name!r} ({seen[name]} and {path}): name them with --name"
             )
         seen[name] = path
-    rows = [{r.id: r for r in read_generations(p)} for p in inputs]
+    rows = [
+        {r.id: r for r in read_generations(p, root=root, allow_outside_root=allow_outside_root)}
+        for p in inputs
+    ]
     first: dict[str, int] = {}  # id -> the first generator holding it
     for k, by_id in enumerate(rows):
         for row_id, row in by_id.items():
@@ -415,7 +422,9 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise CommandError(f"--output {out_dir}: not a folder")
-    names, rows = load_generators(list(args.input), args.name)  # every data problem fails here
+    names, rows = load_generators(
+        list(args.input), args.name, root=args.root, allow_outside_root=args.allow_outside_root
+    )  # every data problem fails here
     matches = plan_matches(rows, sample, args.seed)
     if not matches:
         raise CommandError(

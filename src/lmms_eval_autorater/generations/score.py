@@ -43,6 +43,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="scores file: .jsonl, .csv or .parquet")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (for trials)")
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    add_root_arguments(parser)
+
+
+def add_root_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--root`` and ``--allow_outside_root``: where the image paths of a generations file may lead."""
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="folder the image paths resolve under (default: each input file's folder)",
+    )
+    parser.add_argument(
+        "--allow_outside_root",
+        action="store_true",
+        help="accept image paths that lead outside the root (their bytes are sent to the judge's API)",
+    )
 
 
 def summary_path(output: str | os.PathLike) -> Path:
@@ -256,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"--limit must be >= 1, got {args.limit}")
     if args.n_resamples < 1:
         raise CommandError(f"--n_resamples must be >= 1, got {args.n_resamples}")
-    rows = read_generations(args.input)  # every structural problem fails here, before anything is judged
+    rows = read_generations(  # every structural problem fails here, before anything is judged
+        args.input,
+        root=getattr(args, "root", None),
+        allow_outside_root=getattr(args, "allow_outside_root", False),
+    )
     if args.limit is not None:
         rows = rows[: args.limit]
     model_args = parse_model_args(args.model_args)

@@ -74,6 +74,8 @@ COMMON_ARGS = frozenset(
         "batch_size",
         "max_batch_size",
         "device",
+        "max_image_bytes",
+        "max_image_pixels",
     }
     | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
 )
@@ -133,6 +135,9 @@ class JudgeConfig:
     batch: bool = False
     #: the arguments as given (for result metadata)
     args: dict[str, Any] = field(default_factory=dict)
+    #: caps on every image read and decoded (``images.ImageLimits``; model args max_image_bytes/_pixels)
+    max_image_bytes: int | None = None
+    max_image_pixels: int | None = None
 
     def cache_file(self, name: str) -> str:
         """A cache file under ``cache_dir`` (default ``$AUTORATER_CACHE_DIR`` or ~/.cache/lmms_eval_autorater)."""
@@ -172,6 +177,12 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         specialist_device=kw.get("specialist_device") or None,
         specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
         args=kw,
+        max_image_bytes=None
+        if kw.get("max_image_bytes") in (None, "")
+        else as_int("max_image_bytes", kw["max_image_bytes"], 1),
+        max_image_pixels=None
+        if kw.get("max_image_pixels") in (None, "")
+        else as_int("max_image_pixels", kw["max_image_pixels"], 1),
     )
     if preset.kind == "api":
         _api_config(cfg, preset, kw)
@@ -326,6 +337,7 @@ def build_judge(
     ``judge.with_tools``); pass ``pool=`` to share one. ``judge.completer`` and ``judge.backend`` expose
     the pieces for statistics.
     """
+    from lmms_eval_autorater.images import set_image_limits
     from lmms_eval_autorater.judges.judge import Judge
     from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
     from lmms_eval_autorater.judges.prompts import tool_menu
@@ -333,6 +345,8 @@ def build_judge(
     from lmms_eval_autorater.specialists.render import render_assessments
 
     cfg = name_or_config if isinstance(name_or_config, JudgeConfig) else judge_config(name_or_config, args)
+    # every reader in the process (input check, prompts, specialists, reports) decodes under these caps
+    set_image_limits(cfg.max_image_bytes, cfg.max_image_pixels)
     backend = build_backend(cfg)
     completer = build_completer(cfg, backend, progress=progress)
     shared: dict[str, Any] = {"pool": pool}
