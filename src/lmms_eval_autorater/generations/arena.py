@@ -337,11 +337,13 @@ def ranked_table(gens: list[dict]) -> str:
 
 
 def markdown(report: dict) -> str:
-    """``arena.md``: the ranked table, the pairs, the conventions."""
+    """``arena.md``: the ranked table, the pairs, the conventions (names through ``cells.md_cell``)."""
+    from lmms_eval_autorater.cells import md_cell
+
     lines = [
         "# Arena",
         "",
-        f"Judge `{report['judge']}`; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
+        f"Judge {md_cell(report['judge'])}; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
         f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed; "
         f"orders: {report['orders']}.",
         "",
@@ -350,7 +352,7 @@ def markdown(report: dict) -> str:
     ]
     for g in report["generators"]:
         lines.append(
-            f"| {g['rank'] or '-'} | {g['name']} | {_fmt(g['rating'])} | {_ci(g['ci_low'], g['ci_high'])} | "
+            f"| {g['rank'] or '-'} | {md_cell(g['name'])} | {_fmt(g['rating'])} | {_ci(g['ci_low'], g['ci_high'])} | "
             f"{g['wins']} | {g['ties']} | {g['losses']} | {g['failures']} |"
         )
     lines += [
@@ -363,7 +365,7 @@ def markdown(report: dict) -> str:
     for p in report["pairs"]:
         flip = "n/a" if p["flip_rate"] is None else f"{p['flip_rate']:.1%}"
         lines.append(
-            f"| {p['a']} | {p['b']} | {p['a_wins']} | {p['b_wins']} | {p['ties']} | {p['failures']} | {flip} |"
+            f"| {md_cell(p['a'])} | {md_cell(p['b'])} | {p['a_wins']} | {p['b_wins']} | {p['ties']} | {p['failures']} | {flip} |"
         )
     lines += ["", "## Conventions", ""]
     lines += [f"- **{k}**: {v}" for k, v in report["conventions"].items()]

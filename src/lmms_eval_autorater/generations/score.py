@@ -169,7 +169,9 @@ def write_rows(rows: list[dict], output: str | os.PathLike) -> None:
             columns=list(COLUMNS),
         )
         if fmt == ".csv":
-            frame.to_csv(tmp, index=False)
+            from lmms_eval_autorater.cells import csv_frame
+
+            csv_frame(frame).to_csv(tmp, index=False)  # cells a spreadsheet would evaluate get a leading
         else:
             frame.to_parquet(tmp, index=False)
     os.replace(tmp, out)
@@ -182,6 +184,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if fmt == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     import pandas as pd
+
+    from lmms_eval_autorater.cells import csv_uncell
 
     if fmt == ".csv":
         frame = pd.read_csv(
@@ -201,6 +205,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             value = rec.get(col)
             if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 value = None
+            if fmt == ".csv":
+                value = csv_uncell(value)
             if col in JSON_COLUMNS and value is not None:
                 value = json.loads(value)
             elif col == "score" and value is not None:
