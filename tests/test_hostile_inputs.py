@@ -132,7 +132,17 @@ def test_paths_outside_the_root_are_refused_before_anything_is_sent(tmp_path, se
 
 
 def test_csv_cells_are_neutralised_and_read_back(tmp_path, server):  # noqa: F811
-    payloads = ['=HYPERLINK("http://x","y")', "=cmd|' /C calc'!A0", "@SUM(1+1)", "+1+2", "-2-3", "\tx"]
+    payloads = [
+        '=HYPERLINK("http://x","y")',
+        "=cmd|' /C calc'!A0",
+        "@SUM(1+1)",
+        "+1+2",
+        "-2-3",
+        "\tx",
+        "\rx",
+        "\r=1+1",
+    ]
+    payloads += ["a\rb", "a\r\nb", 'a,"b"\rc']  # a CR inside a cell: it must stay in its row
     folder = tmp_path / "gens"
     gens = make_gens(folder, [2] * len(payloads))
     rows = [json.loads(x) for x in gens.read_text().splitlines()]
@@ -145,9 +155,12 @@ def test_csv_cells_are_neutralised_and_read_back(tmp_path, server):  # noqa: F81
 
     with open(out, newline="", encoding="utf-8") as fh:
         cells = list(csv.DictReader(fh))
-    assert [c["id"] for c in cells] == ["'" + p for p in payloads]
-    assert [c["prompt"] for c in cells] == ["'" + p for p in payloads]
-    assert [r["id"] for r in read_rows(out)] == payloads  # our reader undoes it
+    quoted = ["'" + p if p[0] in "=+-@\t\r" else p for p in payloads]
+    assert [c["id"] for c in cells] == quoted
+    assert [c["prompt"] for c in cells] == quoted
+    assert [c["score"] for c in cells] == ["2"] * len(payloads)
+    back = read_rows(out)
+    assert [r["id"] for r in back] == payloads and [r["prompt"] for r in back] == payloads  # undone
     assert csv_cell("-0.5") == "-0.5" and csv_cell(-0.5) == -0.5 and csv_cell("a=b") == "a=b"
 
 

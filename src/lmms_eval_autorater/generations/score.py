@@ -169,9 +169,13 @@ def write_rows(rows: list[dict], output: str | os.PathLike) -> None:
             columns=list(COLUMNS),
         )
         if fmt == ".csv":
+            import csv
+
             from lmms_eval_autorater.cells import csv_frame
 
-            csv_frame(frame).to_csv(tmp, index=False)  # cells a spreadsheet would evaluate get a leading
+            # cells a spreadsheet would evaluate get a leading ' (csv_frame); every text cell is quoted, since
+            # pandas' minimal quoting leaves a bare \r unquoted and a CR inside a cell would split the row
+            csv_frame(frame).to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
         else:
             frame.to_parquet(tmp, index=False)
     os.replace(tmp, out)
