@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import io
 import json
 import os
@@ -254,3 +255,92 @@ def test_predictions_are_type_checked(tmp_path):
         task["predictions"][k].update(change)
         problems = validate.check_task("psr", task, None)
         assert any(f"predictions[{k}].pred: " in p and expected in p for p in problems), problems
+
+
+# ---- the same hostile files through arena and report ------------------------------------------------
+
+
+def hostile_files(folder: Path) -> dict[str, Path]:
+    """The four hostile files of ``hostile_gens`` under ``folder``, by name."""
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.png" for name in REASONS}
+    blank_png(files["bomb"], 20000, 20000)
+    blank_png(files["big"], 12000, 12000)
+    with open(files["huge"], "wb") as fh:
+        fh.truncate(1 << 30)
+    files["adir"].mkdir()
+    return files
+
+
+@pytest.fixture
+def arena_server():
+    from tests.openai_server import OpenAIServer
+    from tests.test_arena import responder
+
+    with OpenAIServer(responder) as srv:
+        yield srv
+
+
+def test_hostile_images_through_arena_are_one_input_error_each(tmp_path, arena_server):
+    """A's six images are fine; B's p0, p1 are fine and p2..p5 are the bomb, the 12000x12000 image, the 1 GB
+    file and the directory: each of those four prompts is one input error of the pair, never sent; A wins
+    the two judged prompts in both orders (the responder prefers the stronger generator)."""
+    from tests.datafactory import image_bytes
+    from tests.test_arena import IMAGES, arena, seed_of
+
+    folder = tmp_path / "gens"
+    hostile = dict(zip(["p2", "p3", "p4", "p5"], hostile_files(folder / "B").values()))
+    inputs = []
+    for gen in ("A", "B"):
+        (folder / gen).mkdir(parents=True, exist_ok=True)
+        rows = []
+        for k in range(6):
+            pid = f"p{k}"
+            if not (gen == "B" and pid in hostile):
+                data = image_bytes(seed_of(gen, pid))
+                (folder / gen / f"{pid}.png").write_bytes(data)
+                IMAGES[hashlib.sha256(data).hexdigest()] = (gen, pid)
+            image = f"{gen}/{hostile[pid].name}" if gen == "B" and pid in hostile else f"{gen}/{pid}.png"
+            rows.append({"id": pid, "prompt": f"a picture for prompt {pid}", "image": image})
+        inputs.append(write_gens(folder, rows, f"{gen}.jsonl"))
+    out = tmp_path / "arena"
+    start = time.monotonic()
+    assert arena(arena_server, inputs, out, tmp_path / "cache") == 0
+    assert time.monotonic() - start < 60
+    assert arena_server.request_count == 4  # p0, p1 in both orders; nothing hostile was sent
+    (pair,) = json.loads((out / "arena.json").read_text())["pairs"]
+    assert (pair["a"], pair["b"], pair["a_wins"], pair["b_wins"], pair["ties"]) == ("A", "B", 2, 0, 0)
+    assert pair["failures"] == 4
+    assert pair["failures_by_status"] == {"input_error": 4, "parse_failure": 0, "api_error": 0}
+
+
+def test_hostile_images_through_report_are_one_input_error_each(tmp_path, data, capsys):
+    """A run whose psr samples point at the four hostile files: the page is written, each file is one
+    input-error line naming it (and has no thumbnail), every other image gets its thumbnail."""
+    from lmms_eval_autorater.judges.types import Verdict
+    from tests.runfiles import write_run
+
+    files = hostile_files(tmp_path / "hostile")
+    docs = copy.deepcopy(data[1]["psr"])
+    assert len(docs) == 3
+    docs[0]["image_1"], docs[0]["image_2"] = str(files["bomb"]), str(files["big"])
+    docs[1]["image_1"], docs[1]["image_2"] = str(files["huge"]), str(files["adir"])
+    write_run(tmp_path / "run", {"psr": docs}, lambda task, i, doc: Verdict("ok", preferred=doc["label"]))
+    out = tmp_path / "page.html"
+    start = time.monotonic()
+    assert main(["report", "--results", str(tmp_path / "run"), "--output", str(out)]) == 0
+    assert time.monotonic() - start < 60
+    err = [line for line in capsys.readouterr().err.splitlines() if "input error" in line]
+    assert len(err) == 4, err
+    for name, reason in REASONS.items():
+        mine = [line for line in err if str(files[name]) in line]
+        assert len(mine) == 1 and reason in mine[0], (name, err)
+    page = json.loads(
+        out.read_text().split('<script id="run-data" type="application/json">', 1)[1].split("</script>", 1)[0]
+    )
+    assert len(page["image_errors"]) == 4
+    assert len(page["docs"]) == 3  # one task: the page's docs in the run's order
+    shown = {doc[f]: page["images"][k] for d, doc in zip(page["docs"], docs) for f, k in d["images"].items()}
+    assert len(shown) == 9
+    assert {ref for ref, url in shown.items() if url is None} == {str(f) for f in files.values()}
+    assert all(url.startswith("data:image/jpeg;base64,") for url in shown.values() if url is not None)
