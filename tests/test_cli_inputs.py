@@ -149,3 +149,49 @@ def test_local_judge_treats_a_corrupt_image_the_same(tmp_path):
     assert metric(results, "psr", "n_scored") + metric(results, "psr", "parse_failures") == 2
     assert metric(results, "psr", "api_failures") == 0
     assert "task 'psr', doc 's3', field 'source_image'" in log
+
+
+def test_hostile_images_are_one_input_error_each_and_the_run_goes_on(tmp_path):
+    """Six PSR sets; s1..s4 each carry one hostile image (a 20000x20000 PNG bomb, a 12000x12000 image, a 1 GB
+    sparse file, a directory): four input errors, never sent, and s5, s6 judged and scored."""
+    from tests.test_hostile_inputs import blank_png
+
+    sets = [{"id": f"s{k}", "votes": [str(1 + k % 2)] * 3} for k in range(1, 7)]
+    root = tmp_path / "data"
+    folder = make_psr(root, sets)
+    docs = build(root)
+    assert [d["doc_id"] for d in docs] == [s["id"] for s in sets]
+    images = folder / "images"
+    blank_png(images / "s1_e1.png", 20000, 20000)
+    blank_png(images / "s2_src.png", 12000, 12000)
+    with open(images / "s3_e2.png", "wb") as fh:
+        fh.truncate(1 << 30)  # sparse: no disk used
+    (images / "s4_e1.png").unlink()
+    (images / "s4_e1.png").mkdir()
+    hostile = {"s1": "image_1", "s2": "source_image", "s3": "image_2", "s4": "image_1"}
+    good = [d for d in docs if d["doc_id"] not in hostile]
+    truth = TruthResponder({"psr": good})
+    env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")}
+    with OpenAIServer(truth) as server:
+        results, log = run_cli(
+            tmp_path, env, "--model", "autorater_openai", "--model_args", f"base_url={server.url},model=judge-1",
+            "--tasks", "psr",
+        )  # fmt: skip
+        assert results is not None, log[-3000:]
+        sent = server.request_count
+    assert sent == len(good) == 2  # s5 and s6 only
+    assert metric(results, "psr", "input_errors") == len(hostile) == 4
+    assert metric(results, "psr", "n_scored") == 2
+    assert metric(results, "psr", "parse_failures") == 0 and metric(results, "psr", "api_failures") == 0
+    assert metric(results, "psr", "accuracy") == pytest.approx(truth.expected_correct["psr"] / 2)
+    lines = [x for x in log.splitlines() if "input error" in x]
+    for doc, field in hostile.items():
+        mine = [x for x in lines if f"task 'psr', doc '{doc}', field '{field}'" in x]
+        assert len(mine) == 1, (doc, lines)
+    for name, reason in [
+        ("s1_e1", "decompression bomb"),
+        ("s2_src", "12000x12000 = 144000000 pixels > max_image_pixels="),
+        ("s3_e2", "1073741824 bytes > max_image_bytes="),
+        ("s4_e1", "is a directory"),
+    ]:
+        assert any(str(images / f"{name}.png") in x and reason in x for x in lines), (name, lines)

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from lmms_eval_autorater.cli import main
+from lmms_eval_autorater.errors import InputError
 from lmms_eval_autorater.generations.jsonl import generator_name, read_generations
 from lmms_eval_autorater.generations.score import mean_ci, read_rows, summary_path
 from lmms_eval_autorater.metrics.bootstrap import bootstrap_ci
@@ -298,7 +299,10 @@ def test_read_generations_resolves_paths_and_names(tmp_path):
         + json.dumps({"id": "b", "prompt": "q", "image": str(tmp_path / "abs.png"), "source": "img/a.png"})
         + "\n"
     )
-    rows = read_generations(path)
+    # an absolute path outside the file's folder: refused unless the root covers it or it is allowed
+    with pytest.raises(InputError, match=r"line 4 \(id 'b'\): field 'image'.*outside the root"):
+        read_generations(path)
+    rows = read_generations(path, allow_outside_root=True)
     assert [(r.id, r.prompt, r.image, r.source, r.line) for r in rows] == [
         ("a", "p", str((folder / "img/a.png").resolve()), None, 1),
         ("b", "q", str((tmp_path / "abs.png").resolve()), str((folder / "img/a.png").resolve()), 4),

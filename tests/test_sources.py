@@ -14,7 +14,7 @@ import pytest
 
 from lmms_eval_autorater.tasks.common import DataError
 from lmms_eval_autorater.training import sources
-from lmms_eval_autorater.training.sources import TestLeakError, build_source, stratified_sample
+from lmms_eval_autorater.training.sources import build_source, stratified_sample
 from tests.datafactory import SHARED, image_bytes
 
 
@@ -70,10 +70,13 @@ def test_imagereward_pairs_points_and_guard(data_env):
     assert len(point.docs) == 7 and sorted(d["target"] for d in point.docs) == [1, 2, 3, 4, 5, 6, 7]
     drawn = build_source("imagereward_pair", "train", 4, seed=1)
     assert len(drawn.docs) == 4 and Counter(d["group"] for d in drawn.docs) == {"t1": 2, "t2": 2}
-    # a train prompt id that is also a test prompt id: refused
+    # a train prompt id that is also a test prompt id: its docs are excluded and listed, the rest kept
     make_ir(data_env, "test", [{"id": "t2", "prompt": "a blue ball", "ranks": [1, 2], "ratings": [5, 3]}])
-    with pytest.raises(TestLeakError, match="test split"):
-        build_source("imagereward_pair", "train", 0)
+    leaky = build_source("imagereward_pair", "train", 0)
+    assert len(leaky.docs) == 5 and {d["group"] for d in leaky.docs} == {"t1"}
+    assert len(leaky.test_overlap) == 3 and all("test split" in o["detail"] for o in leaky.test_overlap)
+    assert {o["id"] for o in leaky.test_overlap} == {d["doc_id"] for d in pair.docs if d["group"] == "t2"}
+    assert "3 overlapping doc(s) excluded" in leaky.test_guard
     with pytest.raises(DataError, match="never used for training"):
         build_source("imagereward_point", "test", 0)
     with pytest.raises(DataError, match="no split"):
@@ -123,8 +126,9 @@ def test_aigiqa_from_the_real_train_csv(data_env):
     assert [d["target"] for d in build.docs] == [float(r[2]) for r in rows]
     assert build.docs[0]["request"] == rows[0][1] and "no overlap" in build.test_guard
     (data_env / "aigiqa" / "info_test.csv").write_text(f"{rows[2][0]},p\n")
-    with pytest.raises(TestLeakError, match=rows[2][0]):
-        build_source("aigiqa", "train", 0)
+    leaky = build_source("aigiqa", "train", 0)
+    assert [d["doc_id"] for d in leaky.docs] == [r[0] for k, r in enumerate(rows) if k != 2]
+    assert [o["id"] for o in leaky.test_overlap] == [rows[2][0]]
 
 
 def _editreward(root: Path, votes: list[str]) -> list[dict]:
@@ -167,8 +171,9 @@ def test_editreward_ties_excluded_images_embedded(data_env):
     psr.mkdir()
     (psr / "src.png").write_bytes(rows[4]["source_img"]["bytes"])
     (psr / "annotations.jsonl").write_text(json.dumps({"id": "s", "source": "src.png", "edits": []}) + "\n")
-    with pytest.raises(TestLeakError, match="PSR"):
-        build_source("editreward", "train", 0)
+    leaky = build_source("editreward", "train", 0)
+    assert [d["doc_id"] for d in leaky.docs] == ["u0", "u2"]
+    assert [o["id"] for o in leaky.test_overlap] == ["u4"] and "PSR" in leaky.test_overlap[0]["detail"]
 
 
 def test_editreward_unknown_vote_names_file_and_row(data_env):

@@ -161,7 +161,14 @@ CLI_TRAIN = [
 EXPECTED = {
     "seen": 9,
     "kept": 3,
-    "rejected": {"verdict_mismatch": 2, "leak": 1, "parse_failure": 1, "api_failure": 1, "input_error": 1},
+    "rejected": {
+        "verdict_mismatch": 2,
+        "leak": 1,
+        "parse_failure": 1,
+        "api_failure": 1,
+        "input_error": 1,
+        "test_overlap": 0,
+    },
     "excluded": {"same_rank_pairs": 1},
 }
 
@@ -341,3 +348,26 @@ def test_each_source_synthesizes_rows_in_the_judges_image_order(source, tmp_path
         assert [(r["label"], r["verdict"]) for r in ds] == [(4.1, 8), (0.4, 2)]
     if source == "editreward":
         assert [int(r["verdict"]) for r in ds] == [2, 1]
+
+
+@pytest.mark.slow
+def test_synthesize_cli_excludes_rows_of_test_prompts_and_goes_on(cli_data):
+    """Issue 16 item 8: a training prompt that is also an ImageReward test prompt costs only its own rows:
+    they are excluded before anything is asked, counted in rejected.test_overlap with their ids, one line."""
+    tmp, env, docs = cli_data
+    make_ir(tmp, "test", [{"id": "p2", "prompt": "a blue ball", "ranks": [1, 2], "ratings": [5, 3]}])
+    p2 = sorted(d["doc_id"] for d in docs if d["group"] == "p2")
+    assert len(p2) == 2
+    responder = FateResponder(docs)
+    with OpenAIServer(responder) as server:
+        server.outage(responder.is_api)
+        done = subprocess.run(_cmd(server, tmp / "out"), env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-3000:]
+        sent = len(server.requests)
+    manifest = json.loads((tmp / "out" / "manifest.json").read_text())
+    assert manifest["rejected"]["test_overlap"] == 2 and sorted(manifest["test_overlap_ids"]) == p2
+    assert manifest["seen"] == 9 - 2 and sent == 8 - 2  # the corrupt-image doc is never sent
+    lines = [x for x in done.stdout.splitlines() if "test split" in x]
+    assert len(lines) == 1 and all(i in lines[0] for i in p2)
+    rejected = [json.loads(x) for x in (tmp / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert sorted(r["id"] for r in rejected if r["reason"] == "test_overlap") == p2

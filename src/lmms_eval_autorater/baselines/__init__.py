@@ -133,20 +133,10 @@ def open_image(image: Any):
     if isinstance(image, Image.Image):
         return image
     if isinstance(image, (str, os.PathLike)):
-        import io
+        from lmms_eval_autorater.images import open_image as open_bounded
 
-        from PIL import UnidentifiedImageError
-
-        from lmms_eval_autorater.images import ImageError, read_image_bytes
-
-        ref = os.fspath(image)
-        data = read_image_bytes(ref)
-        try:
-            img = Image.open(io.BytesIO(data))
-            img.load()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageError(f"corrupt or unreadable image {ref}: {exc}") from exc
-        return img
+        # bounded like every other reader: file size before reading, pixels before decoding (ImageError)
+        return open_bounded(os.fspath(image))
     raise TypeError(f"image must be a PIL.Image or a reference string, got {type(image).__name__}")
 
 

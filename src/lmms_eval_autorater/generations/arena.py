@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater.generations.score import add_root_arguments
 from lmms_eval_autorater.judges.factory import judge_names
 from lmms_eval_autorater.vocabulary import FAILURE_STATUSES
 
@@ -75,6 +76,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="judge each comparison once (first generator as image 1) instead of in both orders",
     )
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    add_root_arguments(parser)
 
 
 # -- planning ------------------------------------------------------------------------------------
@@ -119,7 +121,9 @@ def _same_file(p: str | None, q: str | None) -> bool:
     return digest(p) == digest(q)
 
 
-def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[str], list[dict]]:
+def load_generators(
+    inputs: list[str], names: list[str] | None, *, root: str | None = None, allow_outside_root: bool = False
+) -> tuple[list[str], list[dict]]:
     """The generators' names and rows (id -> row, in file order); every problem before anything is judged."""
     from lmms_eval_autorater.errors import DataError, UsageError
     from lmms_eval_autorater.generations.jsonl import generator_name, read_generations
@@ -138,7 +142,10 @@ def load_generators(inputs: list[str], names: list[str] | None) -> tuple[list[st
                 f"two generators are named {name!r} ({seen[name]} and {path}): name them with --name"
             )
         seen[name] = path
-    rows = [{r.id: r for r in read_generations(p)} for p in inputs]
+    rows = [
+        {r.id: r for r in read_generations(p, root=root, allow_outside_root=allow_outside_root)}
+        for p in inputs
+    ]
     first: dict[str, int] = {}  # id -> the first generator holding it
     for k, by_id in enumerate(rows):
         for row_id, row in by_id.items():
@@ -337,11 +344,13 @@ def ranked_table(gens: list[dict]) -> str:
 
 
 def markdown(report: dict) -> str:
-    """``arena.md``: the ranked table, the pairs, the conventions."""
+    """``arena.md``: the ranked table, the pairs, the conventions (names through ``cells.md_cell``)."""
+    from lmms_eval_autorater.cells import md_cell
+
     lines = [
         "# Arena",
         "",
-        f"Judge `{report['judge']}`; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
+        f"Judge {md_cell(report['judge'])}; {len(report['generators'])} generators, {report['n_prompts']} prompts, "
         f"{report['n_comparisons']} usable comparisons, {report['n_failures']} failed, "
         f"{report['n_budget_skipped']} not sent (budget_skipped); "
         f"orders: {report['orders']}.",
@@ -351,7 +360,7 @@ def markdown(report: dict) -> str:
     ]
     for g in report["generators"]:
         lines.append(
-            f"| {g['rank'] or '-'} | {g['name']} | {_fmt(g['rating'])} | {_ci(g['ci_low'], g['ci_high'])} | "
+            f"| {g['rank'] or '-'} | {md_cell(g['name'])} | {_fmt(g['rating'])} | {_ci(g['ci_low'], g['ci_high'])} | "
             f"{g['wins']} | {g['ties']} | {g['losses']} | {g['failures']} |"
         )
     lines += [
@@ -364,7 +373,7 @@ def markdown(report: dict) -> str:
     for p in report["pairs"]:
         flip = "n/a" if p["flip_rate"] is None else f"{p['flip_rate']:.1%}"
         lines.append(
-            f"| {p['a']} | {p['b']} | {p['a_wins']} | {p['b_wins']} | {p['ties']} | {p['failures']} | {flip} |"
+            f"| {md_cell(p['a'])} | {md_cell(p['b'])} | {p['a_wins']} | {p['b_wins']} | {p['ties']} | {p['failures']} | {flip} |"
         )
     lines += ["", "## Conventions", ""]
     lines += [f"- **{k}**: {v}" for k, v in report["conventions"].items()]
@@ -423,7 +432,9 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.output)
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--output {out_dir}: not a folder")
-    names, rows = load_generators(list(args.input), args.name)  # every data problem fails here
+    names, rows = load_generators(
+        list(args.input), args.name, root=args.root, allow_outside_root=args.allow_outside_root
+    )  # every data problem fails here
     matches = plan_matches(rows, sample, args.seed)
     if not matches:
         raise UsageError(

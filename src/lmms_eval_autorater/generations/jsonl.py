@@ -3,7 +3,13 @@
 Every structural problem is found before anything is judged and raised as one ``DataError`` naming the
 file, the line, the id (where known) and the field: a line that is not a JSON object, a missing, empty or
 non-string field, a duplicate id, an image (or source) file that does not exist. An image file that exists
-but does not decode is not an error here: the judge's input check turns it into an ``input_error`` row.
+but does not decode (or is a directory, or too large) is not an error here: the judge's input check turns
+it into an ``input_error`` row.
+
+Paths resolve under a root: the file's folder, or ``root=`` (``--root``). A path that leads outside it
+(``../../etc/hostname``, ``/proc/self/environ``, a symlink pointing out) is an ``InputError`` naming the
+line, id, field and file, since its bytes would be sent to a third-party API, unless the user passes
+``allow_outside_root=True`` (``--allow_outside_root``).
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from lmms_eval_autorater.errors import InputError
 from lmms_eval_autorater.tasks.common import DataError
 
 #: the fields every row must have (non-empty strings); ``source`` is optional (edits)
@@ -42,15 +49,20 @@ def _resolve(value: str, folder: Path) -> Path:
     return p if p.is_absolute() else (folder / p)
 
 
-def read_generations(path: str | os.PathLike) -> list[GenRow]:
-    """The rows of a generations JSONL file, in order; a ``DataError`` for the first bad row."""
+def read_generations(
+    path: str | os.PathLike, *, root: str | os.PathLike | None = None, allow_outside_root: bool = False
+) -> list[GenRow]:
+    """The rows of a generations JSONL file, in order; a ``DataError`` for the first bad row and an
+    ``InputError`` for the first image path outside ``root`` (default: the file's folder)."""
     path = Path(path).expanduser()
     if path.suffix.lower() not in (".jsonl", ".ndjson"):
         raise DataError(f"{path}: expected a .jsonl file (one JSON object per line)")
     if not path.is_file():
         raise DataError(f"{path}: no such file")
     path = path.resolve()
-    folder = path.parent
+    folder = path.parent if root is None else Path(root).expanduser().resolve()
+    if root is not None and not folder.is_dir():
+        raise DataError(f"--root {root}: no such folder")
     rows: list[GenRow] = []
     seen: dict[str, int] = {}
     with path.open(encoding="utf-8") as fh:
@@ -88,9 +100,15 @@ def read_generations(path: str | os.PathLike) -> list[GenRow]:
                     resolved[name] = None
                     continue
                 file = _resolve(value, folder)
-                if not file.is_file():
+                real = file.resolve()  # follows symlinks: a link pointing out is outside too
+                if not allow_outside_root and not real.is_relative_to(folder):
+                    raise InputError(
+                        f"{where}: field {name!r}: file {value} resolves to {real}, outside the root {folder}; "
+                        "put the images under the file's folder, pass --root, or --allow_outside_root"
+                    )
+                if not file.exists():
                     raise DataError(f"{where}: field {name!r}: image file not found: {file}")
-                resolved[name] = str(file.resolve())
+                resolved[name] = str(real)
             rows.append(
                 GenRow(
                     id=row_id,

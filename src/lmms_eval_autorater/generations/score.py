@@ -42,6 +42,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", required=True, help="scores file: .jsonl, .csv or .parquet")
     parser.add_argument("--limit", type=int, default=None, help="first N rows only (for trials)")
     parser.add_argument("--n_resamples", type=int, default=1000, help="bootstrap resamples for the 95%% CI")
+    add_root_arguments(parser)
+
+
+def add_root_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--root`` and ``--allow_outside_root``: where the image paths of a generations file may lead."""
+    parser.add_argument(
+        "--root",
+        default=None,
+        help="folder the image paths resolve under (default: each input file's folder)",
+    )
+    parser.add_argument(
+        "--allow_outside_root",
+        action="store_true",
+        help="accept image paths that lead outside the root (their bytes are sent to the judge's API)",
+    )
 
 
 def summary_path(output: str | os.PathLike) -> Path:
@@ -139,7 +154,13 @@ def write_rows(rows: list[dict], output: str | os.PathLike) -> None:
             columns=list(COLUMNS),
         )
         if fmt == ".csv":
-            frame.to_csv(tmp, index=False)
+            import csv
+
+            from lmms_eval_autorater.cells import csv_frame
+
+            # cells a spreadsheet would evaluate get a leading ' (csv_frame); every text cell is quoted, since
+            # pandas' minimal quoting leaves a bare \r unquoted and a CR inside a cell would split the row
+            csv_frame(frame).to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC)
         else:
             frame.to_parquet(tmp, index=False)
     os.replace(tmp, out)
@@ -152,6 +173,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     if fmt == ".jsonl":
         return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     import pandas as pd
+
+    from lmms_eval_autorater.cells import csv_uncell
 
     if fmt == ".csv":
         frame = pd.read_csv(
@@ -171,6 +194,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             value = rec.get(col)
             if value is pd.NA or (isinstance(value, float) and math.isnan(value)):
                 value = None
+            if fmt == ".csv":
+                value = csv_uncell(value)
             if col in JSON_COLUMNS and value is not None:
                 value = json.loads(value)
             elif col == "score" and value is not None:
@@ -237,7 +262,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--limit must be >= 1, got {args.limit}")
     if args.n_resamples < 1:
         raise UsageError(f"--n_resamples must be >= 1, got {args.n_resamples}")
-    rows = read_generations(args.input)  # every structural problem fails here, before anything is judged
+    rows = read_generations(  # every structural problem fails here, before anything is judged
+        args.input,
+        root=getattr(args, "root", None),
+        allow_outside_root=getattr(args, "allow_outside_root", False),
+    )
     if args.limit is not None:
         rows = rows[: args.limit]
     model_args = parse_model_args(args.model_args)

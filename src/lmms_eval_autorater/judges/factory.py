@@ -47,6 +47,8 @@ COMMON_ARGS = frozenset(
         "batch_size",
         "max_batch_size",
         "device",
+        "max_image_bytes",
+        "max_image_pixels",
     }
     | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
 )
@@ -111,6 +113,9 @@ class JudgeConfig:
     #: ``grid`` variants: task -> its specialist subset, and where each came from (``paper`` or a file)
     task_tools: dict[str, list[str]] = field(default_factory=dict)
     subset_source: dict[str, str] = field(default_factory=dict)
+    #: caps on every image read and decoded (``images.ImageLimits``; model args max_image_bytes/_pixels)
+    max_image_bytes: int | None = None
+    max_image_pixels: int | None = None
 
     def cache_file(self, name: str) -> str:
         """A cache file under ``cache_dir`` (default ``$AUTORATER_CACHE_DIR`` or ~/.cache/lmms_eval_autorater)."""
@@ -159,6 +164,12 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
         args=kw,
         variant=entry.tools,
+        max_image_bytes=None
+        if kw.get("max_image_bytes") in (None, "")
+        else as_int("max_image_bytes", kw["max_image_bytes"], 1),
+        max_image_pixels=None
+        if kw.get("max_image_pixels") in (None, "")
+        else as_int("max_image_pixels", kw["max_image_pixels"], 1),
     )
     if entry.tools == "grid":
         cfg.task_tools, cfg.subset_source = _grid_subsets(name, entry.paper_group, kw.get("grid_result"))
@@ -398,6 +409,7 @@ def build_judge(
     the pieces for statistics. A ``_grid`` variant is built only by its lmms-eval model (``per_task=True``),
     which gives each task its subset with ``judge.with_tools``.
     """
+    from lmms_eval_autorater.images import set_image_limits
     from lmms_eval_autorater.judges.judge import Judge
     from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
     from lmms_eval_autorater.judges.prompts import tool_menu
@@ -410,6 +422,8 @@ def build_judge(
             f"{cfg.name} judges each task with its own subset, which only its lmms-eval model knows how to "
             f"apply; here use {CATALOG[cfg.name].base} with tools=SUBSET"
         )
+    # every reader in the process (input check, prompts, specialists, reports) decodes under these caps
+    set_image_limits(cfg.max_image_bytes, cfg.max_image_pixels)
     backend = build_backend(cfg)
     completer = build_completer(cfg, backend, progress=progress)
     shared: dict[str, Any] = {"pool": pool}

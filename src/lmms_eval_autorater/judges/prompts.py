@@ -6,7 +6,7 @@ change the wording, bump the version, and cached answers are no longer reused.
 
 from __future__ import annotations
 
-from lmms_eval_autorater.images import guess_mime, read_image_bytes
+from lmms_eval_autorater.images import fit_for_request, read_image_bytes
 from lmms_eval_autorater.judges.types import ChatImage, ChatPrompt, JudgeRequest
 
 TEMPLATE_VERSION = "autorater-prompt-v1"
@@ -65,9 +65,11 @@ def _image_parts(req: JudgeRequest) -> list[str | ChatImage]:
         for i, ref in enumerate(req.candidates, start=1):
             labelled.append((f"Image {i}:", ref, f"image_{i}"))
     for label, ref, field in labelled:
-        data = read_image_bytes(ref, sample=req.doc_key, field=field)
+        # an image larger than a provider takes is resized here, once: the request, the cache key and the
+        # token estimate all see these bytes (``images.fit_for_request``)
+        data, mime = fit_for_request(read_image_bytes(ref, sample=req.doc_key, field=field))
         parts.append(label)
-        parts.append(ChatImage(data=data, mime=guess_mime(data)))
+        parts.append(ChatImage(data=data, mime=mime))
     return parts
 
 

@@ -20,7 +20,6 @@ import math
 import os
 import tempfile
 from functools import lru_cache
-from io import BytesIO
 from pathlib import Path
 from typing import Any
 
@@ -168,11 +167,12 @@ def image_tokens(width: int, height: int, rule: str = "openai", detail: str | No
 
 
 def image_size(data: bytes) -> tuple[int, int]:
-    """(width, height) of encoded image bytes, read from the header (no full decode)."""
-    from PIL import Image
+    """(width, height) of encoded image bytes as the provider receives them, read from the header (no
+    full decode): the size after ``images.fit_for_request``'s resize rule (``images.sent_size``), so the
+    estimate counts the image that is sent, not the file on disk."""
+    from lmms_eval_autorater.images import sent_size
 
-    with Image.open(BytesIO(data)) as img:
-        return img.size
+    return sent_size(data)
 
 
 def prompt_tokens(prompt: ChatPrompt, rule: str = "openai", detail: str | None = None) -> int:

@@ -2,11 +2,14 @@
 
 Each scores every candidate image against the request: pointwise tasks get the score, pairwise
 tasks the image with the higher score (equal scores are a tie, handled by the task's tie policy).
-The raw scores go into the envelope, so they appear in the logged samples.
+The raw scores go into the envelope, so they appear in the logged samples. A score that is NaN or
+infinite is a failure of that doc (``parse_failure``: the model's output gives no prediction), logged
+and counted in ``parse_failures``, never a tie or a number.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from lmms_eval.api.instance import Instance
@@ -20,6 +23,16 @@ from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.judge import check_inputs, input_error_verdict, require_some_inputs
 from lmms_eval_autorater.judges.types import Verdict
 from lmms_eval_autorater.tasks.common import doc_to_request
+
+
+def nonfinite_verdict(name: str, req, scores: list[float]) -> Verdict:
+    """The verdict of a doc whose model score is NaN or infinite: a failure, never a tie or a number."""
+    task, _, doc = req.doc_key.partition("/")
+    return Verdict(
+        status="parse_failure",
+        error=f"task {task!r}, doc {doc!r}: {name} gave a non-finite score {scores} (not a prediction)",
+        meta={"model": name, "scores": [repr(x) for x in scores], "nonfinite_score": True},
+    )
 
 
 class BaselineScorerModel(lmms):
@@ -84,7 +97,10 @@ class BaselineScorerModel(lmms):
                 continue
             s = [float(scores[unique[(r.request, ref)]]) for ref in r.candidates]
             meta = {"model": self.NAME, "scores": s}
-            if r.paradigm == "pointwise":
+            if not all(math.isfinite(x) for x in s):
+                v = nonfinite_verdict(self.NAME, r, s)
+                logger.error(f"{self.NAME}: {v.error}; counted in parse_failures")
+            elif r.paradigm == "pointwise":
                 v = Verdict(status="ok", score=s[0], meta=meta)
             else:
                 v = Verdict(status="ok", preferred=1 if s[0] > s[1] else 2 if s[1] > s[0] else 0, meta=meta)

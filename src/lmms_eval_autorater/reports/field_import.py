@@ -191,7 +191,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``import`` command; returns the exit code."""
-    from lmms_eval_autorater.cli import CommandError
+    from lmms_eval_autorater.errors import UsageError as CommandError
     from lmms_eval_autorater.reports.submission import write_json
     from lmms_eval_autorater.reports.validate import validate_submission
 

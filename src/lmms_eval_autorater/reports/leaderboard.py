@@ -170,11 +170,14 @@ def _sections(board: Mapping) -> list[tuple[str, list[dict]]]:
 
 
 def to_markdown(board: Mapping) -> str:
-    """The leaderboard as markdown: one table per benchmark and one overall."""
+    """The leaderboard as markdown: one table per benchmark and one overall (names and notes through
+    ``cells.md_cell``: a submitted name cannot add columns or inject HTML)."""
+    from lmms_eval_autorater.cells import md_cell
+
     lines = ["# Leaderboard", "", f"Aggregation: {board['aggregation']}.", "", f"Ties: {board['ties']}.", ""]
     for title, rows in _sections(board):
         lines += [
-            f"## {title}",
+            f"## {md_cell(title)}",
             "",
             "| rank | group | model | value | 95% CI | verified | notes |",
             "|---|---|---|---|---|---|---|",
@@ -189,8 +192,8 @@ def to_markdown(board: Mapping) -> str:
                     f"; {fails}" if fails else ""
                 )
             lines.append(
-                f"| {e['rank'] or '–'} | {e['group'] or '–'} | {e['name']} | {_fmt(e['value'])} | {_ci(e)} | "
-                f"{'yes' if e['verified'] else 'no'} | {notes} |"
+                f"| {e['rank'] or '–'} | {e['group'] or '–'} | {md_cell(e['name'])} | {_fmt(e['value'])} | {_ci(e)} | "
+                f"{'yes' if e['verified'] else 'no'} | {md_cell(notes)} |"
             )
         lines.append("")
     return "\n".join(lines)

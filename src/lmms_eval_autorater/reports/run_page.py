@@ -21,6 +21,7 @@ import io
 import json
 import math
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -46,13 +47,17 @@ def _num(x: Any) -> float | int | None:
     return None if isinstance(x, float) and not math.isfinite(x) else x
 
 
-def thumbnail(ref: str, size: int = THUMB) -> str | None:
-    """The image at ``ref`` (path or ``archive.zip::member``) as a downscaled JPEG data URL; None if unreadable."""
+def thumbnail(ref: str, size: int = THUMB, errors: list[str] | None = None) -> str | None:
+    """The image at ``ref`` (path or ``archive.zip::member``) as a downscaled JPEG data URL; None if unreadable
+    (bounded like every image read: a bomb, an oversized image or file, a directory), its reason appended to
+    ``errors``."""
     from lmms_eval_autorater.images import ImageError, load_image
 
     try:
         img = load_image(ref)
-    except ImageError:
+    except ImageError as exc:
+        if errors is not None:
+            errors.append(str(exc))
         return None
     img.thumbnail((size, size))
     buf = io.BytesIO()
@@ -177,9 +182,12 @@ def page_data(run, *, thumb: int = THUMB, images: bool = True) -> dict:
         )
         docs.extend(page_docs(name, info.paradigm, records, refs))
     urls: list[str | None] = [None] * len(refs)
+    errors: list[str] = []
     if images:
         for ref, k in tqdm(refs.items(), desc="thumbnails", unit="image", disable=len(refs) < 200):
-            urls[k] = thumbnail(ref, thumb)
+            urls[k] = thumbnail(ref, thumb, errors)
+    for err in errors:  # one line per unreadable image, naming the file; the page shows it without a picture
+        print(f"report: input error: {err}", file=sys.stderr)
     return {
         "run": {
             "model": run.model,
@@ -191,6 +199,7 @@ def page_data(run, *, thumb: int = THUMB, images: bool = True) -> dict:
         "tasks": tasks,
         "docs": docs,
         "images": urls,
+        "image_errors": errors,
         "far_off": FAR_OFF,
     }
 

@@ -21,7 +21,6 @@ The doc itself is not logged by lmms-eval: its request and images are recovered 
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from lmms_eval_autorater import safejson
 from lmms_eval_autorater.errors import DataError
 from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.vocabulary import COUNT_METRICS, USAGE_METRICS
@@ -91,9 +91,9 @@ class TaskRun:
                 if not line.strip():
                     continue
                 try:
-                    sample = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise RunsError(f"{self.samples_path}:{lineno}: not JSON ({exc.msg})") from None
+                    sample = safejson.loads(line, f"{self.samples_path}: line {lineno}", allow_nan=True)
+                except DataError as exc:
+                    raise RunsError(str(exc)) from None
                 out.append(_sample_record(sample, self.task, self.headline, f"{self.samples_path}:{lineno}"))
                 # the file's order is the order lmms-eval aggregated in (rank by rank in data-parallel runs)
                 out[-1]["sample_line"] = lineno
@@ -178,8 +178,8 @@ def _envelope(resp: Any) -> dict | None:
     if not text or not text.lstrip().startswith("{"):
         return None
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
+        data = safejson.loads(text, "a sample's response", allow_nan=True)
+    except DataError:
         return None
     return data if isinstance(data, dict) and MARKER in data else None
 
@@ -195,9 +195,9 @@ def _request_from_input(text: Any, info) -> str | None:
 
 def _load_results(path: Path) -> Run:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunsError(f"{path}: cannot read results file ({exc})") from None
+        data = safejson.load_file(path, allow_nan=True)
+    except DataError as exc:
+        raise RunsError(f"cannot read results file: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("results"), dict):
         raise RunsError(f"{path}: not an lmms-eval results file (no 'results')")
     config = data.get("config") or {}

@@ -580,6 +580,8 @@ def _unit_label(task: str) -> str:
 
 
 def write_markdown(data: dict[str, Any], path: Path) -> None:
+    from lmms_eval_autorater.cells import md_cell
+
     cols = data["columns"]
     lines = [
         "# Table 2 (reproduced)",
@@ -593,7 +595,7 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
     ]
     for row in data["rows"]:
         cells = [(_md_cell(row["cells"][t], t) if t in row["cells"] else "") for t in cols]
-        lines.append(f"| {row['row']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {md_cell(row['row'])} | " + " | ".join(cells) + " |")
     lines += ["", f"Paper: {data['citation']}", ""]
     for task, conv in data["conventions"].items():
         lines.append(
@@ -639,6 +641,13 @@ CSV_FIELDS = (
 )  # fmt: skip
 
 
+def write_safe_row(writer: Any, row: dict[str, Any]) -> None:
+    """``writer.writerow`` with every text cell through ``cells.csv_cell`` (no spreadsheet formulas)."""
+    from lmms_eval_autorater.cells import csv_cell
+
+    writer.writerow({k: csv_cell(v) for k, v in row.items()})
+
+
 def write_csv(data: dict[str, Any], path: Path) -> None:
     """One line per cell; values in the paper's unit (pairwise %), written with full precision."""
     with path.open("w", newline="", encoding="utf-8") as fh:
@@ -647,7 +656,8 @@ def write_csv(data: dict[str, Any], path: Path) -> None:
         for row in data["rows"]:
             for task, c in row["cells"].items():
                 vb = c["vs_base"] or {}
-                w.writerow(
+                write_safe_row(
+                    w,
                     {
                         "row": row["row"],
                         "task": task,
@@ -667,7 +677,7 @@ def write_csv(data: dict[str, Any], path: Path) -> None:
                         "n_docs": c["n_docs"],
                         **{k: _repr(c["counts"].get(k)) for k in _count_fields()},
                         "results_file": c["results_file"],
-                    }
+                    },
                 )
 
 

@@ -6,6 +6,13 @@ functions, the doc count, the docs hash of its predictions); and, where ``$AUTOR
 task's data, the predictions against the local labels (the doc set's hash, missing or extra docs, changed
 labels, and every metric recomputed with the local truth in the local docs' order).
 
+Hostile files get one line each and never a hang: a file above ``safejson.MAX_JSON_BYTES`` (256 MiB) is
+refused before it is read, every decoder failure (not UTF-8, deep nesting, ``NaN``/``Infinity``, huge
+integers) is one problem naming the file, every check is linear in the number of predictions, and each
+file of a multi-file call is reported whatever the others hold. Predictions are type-checked: a pairwise
+``pred`` is 0, 1 or 2 (an integer), a pointwise ``pred`` a finite number, ``status`` ``ok`` has a
+prediction and every failure status has none.
+
 Exit codes: 0 every check passed, every task verified against local data; 1 a check failed (each problem
 printed, naming the file, the field and both values); 3 every check that could run passed, but at least one
 task could not be checked against local data (the reason is printed).
@@ -17,6 +24,7 @@ import argparse
 import json
 import math
 import os
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -55,13 +63,15 @@ def _where(path: Iterable) -> str:
     return ".".join(parts).replace(".[", "[") or "(top level)"
 
 
-def schema_problems(sub: Any) -> list[str]:
-    """Every schema violation of ``sub``, each naming the field and the offending value."""
+def schema_problems(sub: Any, limit: int = 20) -> list[str]:
+    """The schema violations of ``sub`` (the first ``limit``, then a count), each naming the field and the
+    offending value."""
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
     out = []
-    for err in sorted(validator.iter_errors(sub), key=lambda e: list(map(str, e.absolute_path))):
+    errors = sorted(validator.iter_errors(sub), key=lambda e: list(map(str, e.absolute_path)))
+    for err in errors[:limit]:
         value = json.dumps(err.instance, default=str)
         if len(value) > 120:
             value = value[:117] + "..."
@@ -69,6 +79,8 @@ def schema_problems(sub: Any) -> list[str]:
             f"{_where(err.absolute_path)}: {err.message if len(err.message) < 200 else err.validator} "
             f"(value {value})"
         )
+    if len(errors) > limit:
+        out.append(f"{len(errors) - limit} more schema violation(s) not listed")
     return out
 
 
@@ -168,6 +180,38 @@ def local_docs(task: str) -> tuple[list[dict] | None, str]:
         return None, str(exc).strip().splitlines()[0]
 
 
+#: statuses of a doc that has a prediction; every other status has none
+PREDICTED = frozenset({"ok"})
+
+
+def prediction_problems(prefix: str, paradigm: str, preds: Sequence[Mapping], limit: int = 5) -> list[str]:
+    """Predictions that are not predictions, at most ``limit`` listed plus a count: a pairwise ``pred``
+    outside {0, 1, 2} (1.4 is not truncated to 1), a pointwise one that is not a finite number, ``ok``
+    without a prediction, a failure status with one."""
+    out: list[str] = []
+    n_bad = 0
+    for k, p in enumerate(preds):
+        pred, status = p["pred"], p["status"]
+        why = None
+        if status in PREDICTED and pred is None:
+            why = f"status {status!r} needs a prediction, got null"
+        elif status not in PREDICTED and pred is not None:
+            why = f"status {status!r} must have no prediction (null), got {pred!r}"
+        elif pred is not None and (isinstance(pred, bool) or not isinstance(pred, (int, float))):
+            why = f"not a number: {pred!r}"
+        elif pred is not None and paradigm == "pairwise" and pred not in (0, 1, 2):
+            why = f"a pairwise prediction is 0 (tie), 1 or 2, got {pred!r}"
+        elif pred is not None and not math.isfinite(pred):
+            why = f"not a finite number: {pred!r}"
+        if why is not None:
+            n_bad += 1
+            if n_bad <= limit:
+                out.append(f"{prefix}.predictions[{k}].pred: {why} (doc {p['doc_id']!r})")
+    if n_bad > limit:
+        out.append(f"{prefix}.predictions: {n_bad - limit} more bad prediction(s) not listed")
+    return out
+
+
 def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
     """Problems of one task entry: doc count, docs hash, metrics recomputed; with ``docs``, against them."""
     from lmms_eval_autorater.tasks.catalog import TASKS, docs_hash
@@ -180,11 +224,14 @@ def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
         return problems
     preds = task["predictions"]
     ids = [p["doc_id"] for p in preds]
-    dup = sorted({i for i in ids if ids.count(i) > 1}) if len(set(ids)) != len(ids) else []
+    dup = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dup:
         problems.append(
             f"{prefix}.predictions: doc id(s) {', '.join(map(repr, dup[:5]))} appear more than once"
         )
+    bad = prediction_problems(prefix, info.paradigm, preds)
+    if bad:  # metrics cannot be recomputed from predictions that are not predictions
+        return problems + bad
     if task["n_docs"] != len(preds):
         problems.append(f"{prefix}.n_docs: {task['n_docs']}, but there are {len(preds)} predictions")
     own_hash = docs_hash(preds)
@@ -208,7 +255,8 @@ def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
         problems.append(
             f"{prefix}.docs_hash: {task['docs_hash']!r}, but the local data hashes to {local_hash!r}"
         )
-    missing = [i for i in local if i not in set(ids)]
+    id_set = set(ids)
+    missing = [i for i in local if i not in id_set]
     extra = [i for i in ids if i not in local]
     if missing:
         problems.append(f"{prefix}.predictions: {len(missing)} local doc(s) missing, e.g. {missing[:5]}")
@@ -265,20 +313,22 @@ def validate_submission(sub: Any, path: str = "<submission>", *, use_local_data:
 
 
 def load_submission(path: str | os.PathLike) -> Any:
-    """A submission file parsed; an unreadable or non-JSON file raises ``ValueError`` naming it."""
-    try:
-        return json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"{path}: cannot read a submission ({exc})") from exc
+    """A submission file parsed; a file too large, unreadable or not JSON raises one ``DataError``
+    (a ``ValueError``) naming it (``safejson``)."""
+    from lmms_eval_autorater.safejson import load_file
+
+    return load_file(path)
 
 
 def validate_file(path: str | os.PathLike, *, use_local_data: bool = True) -> Outcome:
-    """Validate the submission file at ``path``."""
+    """Validate the submission file at ``path``; whatever the file holds, the result is an ``Outcome``
+    (a hostile file is one problem naming it, never an exception that hides the next files)."""
     try:
         sub = load_submission(path)
-    except ValueError as exc:
-        return Outcome(str(path), problems=[str(exc)])
-    return validate_submission(sub, str(path), use_local_data=use_local_data)
+        return validate_submission(sub, str(path), use_local_data=use_local_data)
+    except (ValueError, RecursionError, OverflowError, TypeError, KeyError) as exc:
+        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        return Outcome(str(path), problems=[reason.removeprefix(f"{path}: ")])
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -295,8 +345,10 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``validate`` command; returns the exit code (0 verified, 1 failed, 3 partly unverified)."""
     from lmms_eval_autorater.errors import UsageError
 
-    outcomes = [validate_file(p, use_local_data=not args.no_local_data) for p in args.submissions]
-    for o in outcomes:
+    outcomes = []
+    for path in args.submissions:  # each file reported as soon as it is checked, whatever the others hold
+        o = validate_file(path, use_local_data=not args.no_local_data)
+        outcomes.append(o)
         for problem in o.problems:
             print(f"{o.path}: FAIL {problem}")
         for note in o.unchecked:
@@ -305,7 +357,7 @@ def run(args: argparse.Namespace) -> int:
             checked = (
                 f"verified against local data: {', '.join(o.verified)}" if o.verified else "no local data"
             )
-            print(f"{o.path}: OK (schema, recomputed metrics; {checked})")
+            print(f"{o.path}: OK (schema, recomputed metrics; {checked})", flush=True)
     failed = [o for o in outcomes if not o.ok]
     if failed:
         first = failed[0]

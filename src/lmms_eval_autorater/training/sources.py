@@ -20,8 +20,10 @@ paper does not say how it drew them. ``0`` takes every doc.
 
 Test-doc guard: a source reads only its train (or validation) files, and after the draw the docs are
 checked against the test split's keys where those are available (ImageReward test prompt ids and image
-names, AIGIQA ``info_test.csv`` names, PSR source-image hashes for editreward); an overlap raises
-``TestLeakError``. ``SourceBuild.test_guard`` says what was checked.
+names, AIGIQA ``info_test.csv`` names, PSR source-image hashes for editreward); a doc that overlaps is
+excluded, not fatal (one contaminated row of 170k must not cost the rest): it goes to
+``SourceBuild.test_overlap`` with its id and why, and ``synthesize`` counts it as ``rejected.test_overlap``.
+``SourceBuild.test_guard`` says what was checked and how many docs were excluded.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ class SourceBuild:
     #: data file (relative name) -> hash (see ``file_hash``)
     files: dict[str, str] = field(default_factory=dict)
     test_guard: str = ""
+    #: drawn docs excluded because they share a key with the test split: ``{"id", "detail"}`` each
+    test_overlap: list[dict] = field(default_factory=list)
 
 
 def source_info(name: str) -> SourceInfo:
@@ -213,20 +217,35 @@ def _imagereward_test_keys(root: Path) -> tuple[set[str], set[str]] | None:
     return {str(r["prompt_id"]) for r in rows}, {_image_name(r["image_path"]) for r in rows}
 
 
-def _guard_imagereward(root: Path, docs: list[dict]) -> str:
+def _overlap_note(n: int) -> str:
+    return "no overlap" if n == 0 else f"{n} overlapping doc(s) excluded (rejected.test_overlap)"
+
+
+def _guard_imagereward(root: Path, docs: list[dict]) -> tuple[list[dict], list[dict], str]:
+    """(kept docs, excluded ``{"id", "detail"}``, what was checked): a doc sharing a prompt id or an
+    image name with the ImageReward test split is excluded."""
     keys = _imagereward_test_keys(root)
     if keys is None:
-        return "by construction (metadata-train only); metadata-test.parquet not at hand, keys not compared"
+        return (
+            docs,
+            [],
+            "by construction (metadata-train only); metadata-test.parquet not at hand, keys not compared",
+        )
     prompts, names = keys
+    kept, overlap = [], []
     for d in docs:
         refs = [d["image_1"], d["image_2"]]
         hit_names = {_image_name(r.split("::")[-1]) for r in refs if r} & names
         if d["group"] in prompts or hit_names:
-            raise TestLeakError(
-                f"training doc {d['doc_id']!r} shares a prompt id or image with the ImageReward test split"
-            )
+            what = f"prompt id {d['group']!r}" if d["group"] in prompts else f"image(s) {sorted(hit_names)}"
+            overlap.append({"id": d["doc_id"], "detail": f"shares {what} with the ImageReward test split"})
+        else:
+            kept.append(d)
+    note = _overlap_note(len(overlap))
     return (
-        f"checked against metadata-test.parquet ({len(prompts)} prompt ids, {len(names)} images): no overlap"
+        kept,
+        overlap,
+        f"checked against metadata-test.parquet ({len(prompts)} prompt ids, {len(names)} images): {note}",
     )
 
 
@@ -254,9 +273,11 @@ def build_imagereward(pairwise: bool, split: str, max_samples: int | None, seed:
         docs = point_docs(rows, index, str(meta))
     available = len(docs)
     docs = [docs[i] for i in stratified_sample([d["group"] for d in docs], max_samples, seed)]
-    guard = _guard_imagereward(root, docs)
+    docs, overlap, guard = _guard_imagereward(root, docs)
     archives = sorted((root / "images" / split).glob("*.zip")) if (root / "images" / split).is_dir() else []
-    return SourceBuild(info, split, docs, available, excluded, _hashes(root, [meta, *archives]), guard)
+    return SourceBuild(
+        info, split, docs, available, excluded, _hashes(root, [meta, *archives]), guard, overlap
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,14 +329,18 @@ def build_aigiqa(split: str, max_samples: int | None, seed: int) -> SourceBuild:
     available = len(docs)
     docs = [docs[i] for i in stratified_sample([d["group"] for d in docs], max_samples, seed)]
     test = _aigiqa_test_names(csv_root)
+    overlap: list[dict] = []
     if test is None:
         guard = "by construction (info_train.csv only); info_test.csv not at hand, names not compared"
     else:
-        hit = sorted({d["doc_id"] for d in docs} & test)
-        if hit:
-            raise TestLeakError(f"{path}: training image(s) {hit[:5]} are in info_test.csv")
-        guard = f"checked against info_test.csv ({len(test)} names): no overlap"
-    return SourceBuild(info, split, docs, available, {}, _hashes(csv_root, [path]), guard)
+        overlap = [
+            {"id": d["doc_id"], "detail": f"{path}: image {d['doc_id']!r} is in info_test.csv"}
+            for d in docs
+            if d["doc_id"] in test
+        ]
+        docs = [d for d in docs if d["doc_id"] not in test]
+        guard = f"checked against info_test.csv ({len(test)} names): {_overlap_note(len(overlap))}"
+    return SourceBuild(info, split, docs, available, {}, _hashes(csv_root, [path]), guard, overlap)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -429,14 +454,17 @@ def build_editreward(
         wanted[f].add(r)
     images = editreward_images(files, wanted)
     psr = _psr_source_hashes()
-    docs, seen_ids = [], set()
+    docs, seen_ids, overlap = [], set(), []
     for f, r, meta in chosen:
         img = images[(f, r)]
-        if psr is not None and any(image_sha256(b) in psr for b in img.values()):
-            raise TestLeakError(f"{files[f]} row {r}: an image of this row is a PSR test image")
         doc_id = str(meta.get("unique_key") or f"{meta.get('key')}:{meta.get('pair_index', r)}")
         if doc_id in seen_ids:
             doc_id = f"{doc_id}@{files[f].name}:{r}"
+        if psr is not None and any(image_sha256(b) in psr for b in img.values()):
+            overlap.append(
+                {"id": doc_id, "detail": f"{files[f]} row {r}: an image of this row is a PSR test image"}
+            )
+            continue
         seen_ids.add(doc_id)
         docs.append(
             make_doc(
@@ -454,9 +482,9 @@ def build_editreward(
     guard = "by construction (EditReward-Data is not a test set here; the editing test task is PSR); " + (
         "PSR images not at hand, hashes not compared"
         if psr is None
-        else f"checked against {len(psr)} PSR image hashes: no overlap"
+        else f"checked against {len(psr)} PSR image hashes: {_overlap_note(len(overlap))}"
     )
-    return SourceBuild(info, split, docs, len(rows), {"ties": ties}, _hashes(root, files), guard)
+    return SourceBuild(info, split, docs, len(rows), {"ties": ties}, _hashes(root, files), guard, overlap)
 
 
 BUILDERS: dict[str, Callable[..., SourceBuild]] = {

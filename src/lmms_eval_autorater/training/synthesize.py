@@ -28,7 +28,9 @@ from typing import Any
 
 HELP = "write teacher rationales for the human labels of a training source"
 
-REJECT_REASONS = ("verdict_mismatch", "leak", "parse_failure", "api_failure", "input_error")
+#: ``test_overlap``: drawn docs that share a key with a test split (``sources.SourceBuild.test_overlap``),
+#: excluded before anything is asked
+REJECT_REASONS = ("verdict_mismatch", "leak", "parse_failure", "api_failure", "input_error", "test_overlap")
 
 #: phrases by which a rationale reveals that it was given the answer (case-insensitive regexes)
 LEAK_PATTERNS: tuple[str, ...] = (
@@ -316,6 +318,14 @@ def run(args: argparse.Namespace) -> int:
     docs = build.docs[: args.limit] if args.limit is not None else build.docs
     judge = build_judge(cfg)
     result = synthesize_docs(judge, args.source, docs, chunk=max(1, args.chunk))
+    if build.test_overlap:
+        result.rejected["test_overlap"] = len(build.test_overlap)
+        result.rejected_ids.extend({"reason": "test_overlap", **o} for o in build.test_overlap)
+        ids = [o["id"] for o in build.test_overlap]
+        print(
+            f"synthesize {args.source}: {len(ids)} drawn row(s) excluded, they share a prompt or image with a "
+            f"test split (manifest rejected.test_overlap): {', '.join(ids[:5])}{', ...' if len(ids) > 5 else ''}"
+        )
     stats = judge.completer.stats() if hasattr(judge.completer, "stats") else {}
     manifest = {
         "source": args.source,
@@ -332,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
         "seen": result.seen,
         "kept": len(result.rows),
         "rejected": result.rejected,
+        "test_overlap_ids": [o["id"] for o in build.test_overlap],
         "excluded": build.excluded,
         "available": build.available,
         "drawn": len(build.docs),

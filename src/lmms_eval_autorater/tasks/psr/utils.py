@@ -105,7 +105,7 @@ def build_docs_from_records(
         }
         if check_files:
             for name, path in paths.items():
-                if not path.is_file():
+                if not path.exists():  # a directory or other non-image is that doc's input error, when read
                     raise DataError(f"{where}: field {name!r}: image file not found: {path}")
         stats.sets += 1
         label = mode_vote(votes)
