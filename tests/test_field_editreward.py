@@ -207,3 +207,50 @@ def test_lmms_eval_cli_editreward_individual_and_group_then_export(tmp_path, dat
     # the run packs into a submission whose metrics validate recomputes
     assert main(["submission", "--results", str(out), "--output", str(tmp_path / "sub.json")]) == 0
     assert main(["validate", str(tmp_path / "sub.json")]) == 0
+
+
+def test_table_field_columns_beside_the_published_numbers(tmp_path, datadir):
+    """``table --columns field``: the published rows from catalog/field.yaml, our run's cells in % by the authors'
+    rules (computed here by hand), a run over fewer docs than the benchmark marked partial."""
+    import csv
+
+    from lmms_eval_autorater.cli import main
+    from lmms_eval_autorater.judges.types import Verdict
+    from lmms_eval_autorater.tasks.catalog import build_docs
+    from tests.fielddata import make_mmrb2
+    from tests.runfiles import write_run
+
+    make_editreward(datadir, 3, GROUPS_3)
+    make_mmrb2(datadir, "t2i", [{"id": f"p{k}", "chosen": "AB"[k % 2]} for k in range(3)])
+    docs = {"editreward_bench_3": build_docs("editreward_bench_3"), "mmrb2_t2i": build_docs("mmrb2_t2i")}
+
+    def image_1(task, i, doc):
+        return Verdict("ok", preferred=1, raw='{"preferred": 1}')
+
+    write_run(tmp_path / "runs", docs, image_1, limit=9)
+    out = tmp_path / "table"
+    assert (
+        main(["table", "--columns", "field", "--results", str(tmp_path / "runs"), "--output", str(out)]) == 0
+    )
+    data = json.loads((out / "field.json").read_text())
+    rows = {r["row"]: r for r in data["rows"]}
+    assert (
+        rows["GPT-4o"]["kind"] == "published" and rows["GPT-4o"]["cells"]["genaibench_edit"]["value"] == 53.54
+    )
+    assert rows["EditReward"]["cells"]["mmrb2_edit"]["value"] == 67.2
+    assert "TIGER-AI-Lab/GenAI-Bench" in rows["GPT-4o"]["cells"]["genaibench_gen"]["source"]
+    ours = rows["autorater_openai (judge-1)"]
+    # Image 1 always: EditReward 3pair groups g1 (A>B>C) 3 right, g2 (C>A>B) 1, g3 (A>B>C) 3: 7 of 9; group 2 of 3
+    er = ours["cells"]["editreward_bench_3"]
+    assert er["value"] == pytest.approx(100 * 7 / 9, abs=0.01)
+    assert er["group_accuracy"] == pytest.approx(100 * 2 / 3, abs=0.01)
+    assert er["partial"] and er["n_docs"] == 9  # --limit, and 9 of the benchmark's 450 comparisons
+    # MMRB2: chosen A, B, A; forward right on A pairs (2), reverse right on B pairs (1): 3 of 6
+    assert ours["cells"]["mmrb2_t2i"]["value"] == pytest.approx(50.0)
+    md = (out / "field.md").read_text()
+    assert "GPT-4o (published)" in md and "partial: 9 of 450 docs" in md
+    with (out / "field.csv").open() as fh:
+        assert {r["task"] for r in csv.DictReader(fh) if r["kind"] == "ours"} == {
+            "editreward_bench_3",
+            "mmrb2_t2i",
+        }
