@@ -75,3 +75,61 @@ def make_genaibench(root: Path, config: str, votes: list[str], seed: int = 500) 
         lines.append(json.dumps(row))
     (folder / f"{config}.jsonl").write_text("\n".join(lines) + "\n")
     return folder
+
+
+def make_editreward(root: Path, n: int, groups: list[tuple[str, str]], seed: int = 700) -> Path:
+    """``root/editreward_bench/<n>pair/test.parquet`` as the hub dataset TIGER-Lab/EditReward-Bench holds it: one
+    row per comparison with embedded images (``{"bytes", "path"}``).
+
+    Each group: (id, ranking). n = 2: ranking "A>B", "B>A" or "A=B", row id = the group id, no comparison_type;
+    n = 3, 4: a full ranking ("C>A>B"), one row per pair of letters X < Y with id ``<group>_<X>vs<Y>``,
+    comparison_type ``XvsY``, candidate_1 = X's image, candidate_2 = Y's, ranking ``X>Y`` or ``Y>X``."""
+    from itertools import combinations
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = root / "editreward_bench" / f"{n}pair"
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def img(s: int, name: str) -> dict:
+        return {"bytes": image_bytes(s), "path": name}
+
+    rows = []
+    for k, (gid, ranking) in enumerate(groups):
+        base = seed + 10 * k
+        letters = "ABCD"[:n]
+        source = img(base + 9, f"{gid}_source.png")
+        if n == 2:
+            pairs = [("A", "B", ranking, gid, None)]
+        else:
+            order = ranking.split(">")
+            pairs = [
+                (
+                    x,
+                    y,
+                    f"{x}>{y}" if order.index(x) < order.index(y) else f"{y}>{x}",
+                    f"{gid}_{x}vs{y}",
+                    f"{x}vs{y}",
+                )
+                for x, y in combinations(letters, 2)
+            ]
+        for x, y, rank, rid, ctype in pairs:
+            rows.append(
+                {
+                    "dataset": f"{n}pair",
+                    "id": rid,
+                    "instruction": f"edit {gid}",
+                    "source_image": source,
+                    "candidate_1": img(base + letters.index(x), f"{rid}_1.png"),
+                    "candidate_2": img(base + letters.index(y), f"{rid}_2.png"),
+                    "ranking": rank,
+                    "comparison_type": ctype,
+                    "score_1": 5.0,
+                    "score_2": 4.0,
+                    "model_1": f"model-{x}",
+                    "model_2": f"model-{y}",
+                }
+            )
+    pq.write_table(pa.Table.from_pylist(rows), folder / "test.parquet")
+    return folder

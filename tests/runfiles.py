@@ -46,11 +46,13 @@ def write_run(
     model_name: str = "judge-1",
     date: str = "20260101_120000",
     ranks: int = 1,
+    limit: int | None = None,
 ) -> Path:
     """Write one run over ``docs`` (task -> docs); ``verdict(task, index, doc)`` gives each doc's ``Verdict``.
 
     ``ranks`` > 1: as a data-parallel run writes it, docs split round-robin over ranks, samples and the
-    aggregation chained rank by rank. Returns the results file.
+    aggregation chained rank by rank. ``limit``: written as lmms-eval's ``--limit`` (the docs given are the run's).
+    Returns the results file.
     """
     from lmms_eval_autorater.judges.envelope import encode_verdict
     from lmms_eval_autorater.judges.prompts import generic_prompt_text
@@ -61,10 +63,21 @@ def write_run(
     folder.mkdir(parents=True, exist_ok=True)
     results, configs, n_samples, hashes = {}, {}, {}, {}
     for task, task_docs in docs.items():
-        paradigm = TASKS[task].paradigm
-        process = common.process_pairwise if paradigm == "pairwise" else common.process_pointwise
-        names = common.PAIRWISE_METRICS if paradigm == "pairwise" else common.POINTWISE_METRICS
-        agg = common.pairwise_aggregation if paradigm == "pairwise" else common.pointwise_aggregation
+        from lmms_eval_autorater.tasks import field_common
+        from lmms_eval_autorater.vocabulary import TASK_METRICS
+
+        paradigm, template = TASKS[task].paradigm, TASKS[task].template
+        process = {
+            "pairwise": common.process_pairwise,
+            "pointwise": common.process_pointwise,
+            "four_label": field_common.process_four_label,
+            "editreward": field_common.process_editreward,
+        }[template]
+        names = TASK_METRICS[template]
+
+        def agg(name: str, template: str = template):
+            return common.aggregation(template, name)
+
         lines, records = [], []
         order = [i for r in range(ranks) for i in range(r, len(task_docs), ranks)]
         for i in order:
@@ -100,7 +113,7 @@ def write_run(
         "configs": configs,
         "versions": {t: 1 for t in docs},
         "n-samples": n_samples,
-        "config": {"model": model, "model_args": model_args, "batch_size": 1, "limit": None},
+        "config": {"model": model, "model_args": model_args, "batch_size": 1, "limit": limit},
         "lmms_eval_version": "0.7.3",
         "date": date,
         "task_hashes": hashes,

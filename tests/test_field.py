@@ -106,11 +106,8 @@ def test_genaibench_docs_and_bad_label(datadir):
 
 
 def test_four_label_process_results_any_model():
-    from lmms_eval_autorater.tasks.field_common import (
-        FOUR_LABEL_METRICS,
-        agg_four_accuracy,
-        process_four_label,
-    )
+    from lmms_eval_autorater.tasks.common import agg_four_label_accuracy as agg_four_accuracy
+    from lmms_eval_autorater.tasks.field_common import FOUR_LABEL_METRICS, process_four_label
 
     docs = [{"doc_id": str(i), "group": str(i), "label": lab} for i, lab in enumerate([1, 2, 3, 4])]
     outs = ["I think [[A>B]]", "[[A>B]]", "[[A=B]]", "nothing"]

@@ -169,16 +169,12 @@ def test_catalog_is_read_by_the_registry_the_reports_and_the_baselines():
     from lmms_eval_autorater import registry
     from lmms_eval_autorater.catalog import models
     from lmms_eval_autorater.reports import reproduce, submission, table
-    from lmms_eval_autorater.tasks.catalog import GROUP, TASKS
+    from lmms_eval_autorater.tasks.catalog import FIELD_GROUP, FIELD_TASKS, GROUP, GROUPS, PAPER_TASKS, TASKS
 
-    assert registry.TASK_NAMES == (
-        "psr",
-        "imagereward_pair",
-        "imagereward_point",
-        "aigiqa",
-        "autorater_bench",
-    )
-    assert registry.TASK_NAMES == (*TASKS, GROUP)
+    assert PAPER_TASKS == ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
+    assert registry.TASK_NAMES[:4] == PAPER_TASKS and registry.TASK_NAMES[-2:] == (GROUP, FIELD_GROUP)
+    assert registry.TASK_NAMES == (*PAPER_TASKS, *FIELD_TASKS, GROUP, FIELD_GROUP)
+    assert registry.TASK_NAMES == (*TASKS, *GROUPS)
     assert reproduce.BASELINE_ARGS == {
         "hpsv3": ("checkpoint=MizzenAI/HPSv3,base_model=Qwen/Qwen2-VL-7B-Instruct", 4),
         "imagereward": ("checkpoint=THUDM/ImageReward,tokenizer=bert-base-uncased", 8),

@@ -52,10 +52,45 @@ POINTWISE_METRICS: tuple[str, ...] = (
     *USAGE_METRICS,
     *ESTIMATE_METRICS,
 )
+#: the metrics of a four-label task (GenAI-Bench): its own accuracy (every item, a failure wrong) and ours
+#: (``accuracy_scored``: failures excluded and counted) beside it
+FOUR_LABEL_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "accuracy_scored",
+    *COUNT_METRICS,
+    "predicted_ties",
+    "flip_rate",
+    *USAGE_METRICS,
+    *ESTIMATE_METRICS,
+)
+#: the metrics of an EditReward-Bench task: ``accuracy`` is its individual accuracy, ``group_accuracy`` the
+#: share of groups with every comparison right (EditReward's evaluation scripts), ``accuracy_scored`` ours
+EDITREWARD_METRICS: tuple[str, ...] = (
+    "accuracy",
+    "accuracy_ci_low",
+    "accuracy_ci_high",
+    "group_accuracy",
+    "accuracy_scored",
+    *COUNT_METRICS,
+    "predicted_ties",
+    "flip_rate",
+    *USAGE_METRICS,
+    *ESTIMATE_METRICS,
+)
+#: a task template's kind (``tasks/_<kind>.yaml``) -> its metrics, in the order lmms-eval reports them
+TASK_METRICS: dict[str, tuple[str, ...]] = {
+    "pairwise": PAIRWISE_METRICS,
+    "pointwise": POINTWISE_METRICS,
+    "four_label": FOUR_LABEL_METRICS,
+    "editreward": EDITREWARD_METRICS,
+}
 #: the metrics where more is better (lmms-eval's ``higher_is_better``); every other metric: less is better
 HIGHER_IS_BETTER: frozenset[str] = frozenset(
     {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "pearson", "pearson_ci_low", "pearson_ci_high"}
     | {"spearman", "kendall", "n_scored", "mean_score", "mean_score_ci_low", "mean_score_ci_high"}
+    | {"accuracy_scored", "group_accuracy"}
 )
 
 
@@ -74,13 +109,16 @@ def count_statuses(statuses) -> dict[str, int]:
 
 __all__ = [
     "COUNT_METRICS",
+    "EDITREWARD_METRICS",
     "ESTIMATE_METRICS",
     "FAILURE_STATUSES",
+    "FOUR_LABEL_METRICS",
     "HIGHER_IS_BETTER",
     "PAIRWISE_METRICS",
     "POINTWISE_METRICS",
     "STATUSES",
     "STATUS_COUNTS",
+    "TASK_METRICS",
     "Status",
     "USAGE_METRICS",
     "count_statuses",

@@ -241,3 +241,102 @@ def editreward_accuracy(groups: Sequence[Mapping]) -> dict[str, float]:
         "judged": judged,
         "groups": len(groups),
     }
+
+
+#: EditReward-Bench's tie labels (2-candidate sets only): each is the truth "A=B" (``eval_bench.py``'s rule)
+EDITREWARD_TIES = ("A=B", "A=B=Good", "A=B=Bad")
+#: the statuses that EditReward's scripts keep as a result: an unparsable answer is their "Unknown" vote,
+#: compared and wrong; an API or input failure returns no result and is left out
+EDITREWARD_RESULT_STATUSES = ("ok", "parse_failure")
+
+
+def editreward_label(ranking: Any, comparison_type: Any, n: int) -> int | None:
+    """The truth of one EditReward-Bench comparison row as our label code: 1 if the first candidate of
+    ``comparison_type`` ("AvsC": A shown as Image 1, C as Image 2) is preferred, 2 if the second, 0 for a tie
+    (2-candidate sets only); None when ``ranking`` is not one of those (the caller names the row)."""
+    if not isinstance(ranking, str) or not isinstance(comparison_type, str):
+        return None
+    first, sep, second = comparison_type.partition("vs")
+    if not sep or len(first) != 1 or len(second) != 1:
+        return None
+    ranking = ranking.replace(" ", "")
+    if n == 2 and ranking in EDITREWARD_TIES:
+        return 0
+    if ranking in (f"{first}>{second}", f"{second}<{first}"):
+        return 1
+    if ranking in (f"{second}>{first}", f"{first}<{second}"):
+        return 2
+    return None
+
+
+def _editreward_codes(lab: np.ndarray, pred: np.ndarray) -> float:
+    return float(np.count_nonzero(lab == pred)) / lab.size if lab.size else float("nan")
+
+
+def editreward_summary(
+    records: Sequence[Mapping[str, Any]], n_resamples: int = 1000, seed: int = 0
+) -> dict[str, Any]:
+    """EditReward's individual and group accuracy of per-comparison records (``label`` 0/1/2, ``pred``, ``status``,
+    ``group``), as its ``inference_{2,3,4}pair_hf.py`` compute them, and ours beside them.
+
+    * ``accuracy`` (individual): correct / comparisons with a result; an unparsable answer is a result and
+      wrong, an API or input failure (and a budget skip) is no result; 95% CI clustered by group.
+    * ``group_accuracy``: groups with every comparison a result and right / groups with at least one result.
+    * ``accuracy_scored``: ours, failures of every kind excluded (and counted).
+    A predicted tie (0) is right only on a tie label."""
+    scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(
+        records, lambda p: p is not None and p in (0, 1, 2)
+    )
+    ok = set(scored)
+    labels, preds, present_groups = [], [], []
+    groups: dict[Any, dict[str, int]] = {}
+    for i, r in enumerate(records):
+        label = r.get("label")
+        if isinstance(label, bool) or label not in (0, 1, 2):
+            raise ValueError(f"records[{i}] has label {label!r}, expected 0, 1 or 2")
+        g = groups.setdefault(r.get("group"), {"comparisons": 0, "judged": 0, "correct": 0})
+        g["comparisons"] += 1
+        if i not in ok and r.get("status") not in EDITREWARD_RESULT_STATUSES:
+            continue
+        pred = int(r["pred"]) if i in ok else -1
+        g["judged"] += 1
+        g["correct"] += int(pred == label)
+        labels.append(int(label))
+        preds.append(pred)
+        present_groups.append(r.get("group"))
+    outcomes = [
+        {**g, "group_correct": g["judged"] == g["comparisons"] and g["correct"] == g["comparisons"]}
+        for g in groups.values()
+        if g["judged"]
+    ]
+    theirs = editreward_accuracy(outcomes)
+    low = high = float("nan")
+    if n_resamples > 0 and labels:
+        low, high = bootstrap_ci(
+            _editreward_codes,
+            np.asarray(labels, dtype=np.int64),
+            np.asarray(preds, dtype=np.int64),
+            groups=present_groups,
+            n_resamples=n_resamples,
+            seed=seed,
+        )
+    s_preds = [int(records[i]["pred"]) for i in scored]
+    s_labels = [int(records[i]["label"]) for i in scored]
+    return {
+        "accuracy": theirs["individual_accuracy"],
+        "accuracy_ci_low": low,
+        "accuracy_ci_high": high,
+        "group_accuracy": theirs["group_accuracy"],
+        "accuracy_scored": (
+            sum(p == t for p, t in zip(s_preds, s_labels)) / len(scored) if scored else float("nan")
+        ),
+        "n_total": len(records),
+        "n_scored": len(scored),
+        "input_errors": input_errors,
+        "parse_failures": parse_failures,
+        "api_failures": api_failures,
+        "budget_skipped": budget_skipped,
+        "predicted_ties": sum(1 for p in s_preds if p == 0),
+        "groups": theirs["groups"],
+        "coverage": _coverage(len(scored), len(records)),
+    }

@@ -7,6 +7,11 @@
 * ``genaibench``: ``pairwise.jsonl`` lines ``idx``, the prompt fields, ``response``, ``model_vote``
   (``[[A>B]]``, ``[[B>A]]``, ``[[A=B=Good]]``, ``[[A=B=Bad]]``, ``[[A=B]]`` or null), ``human_vote`` and
   ``correct`` (GenAI-Bench's rule), in idx order: the mean of ``correct`` is GenAI-Bench's accuracy.
+* ``editreward``: the results JSON of EditReward's ``inference_{2,3,4}pair_hf.py``: ``results`` (one per
+  comparison, null for an API or input failure as theirs, ``model_vote`` "Unknown" for an unparsable answer),
+  ``total_examples``, ``correct_examples``, ``accuracy`` (2pair) or ``individual_accuracy``, ``total_groups``,
+  ``correct_groups`` and ``group_accuracy`` (3pair, 4pair). Votes name the images in the order shown:
+  ``A`` = candidate_1 (Image 1), ``B`` = candidate_2 (Image 2).
 """
 
 from __future__ import annotations
@@ -16,8 +21,8 @@ import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-HELP = "write a run's predictions in a benchmark's own format (MMRB2, GenAI-Bench)"
-FORMATS = ("mmrb2", "genaibench")
+HELP = "write a run's predictions in a benchmark's own format (MMRB2, GenAI-Bench, EditReward-Bench)"
+FORMATS = ("mmrb2", "genaibench", "editreward")
 
 
 def mmrb2_predictions(records: Sequence[Mapping]) -> dict[str, dict]:
@@ -60,6 +65,56 @@ def genaibench_lines(records: Sequence[Mapping], task: str) -> list[dict]:
     return lines
 
 
+def editreward_results(records: Sequence[Mapping], task: str) -> dict:
+    """EditReward's results JSON from our per-comparison records of an editreward_bench task, with its totals
+    computed as its scripts compute them from ``is_correct`` (``metrics.field.editreward_summary``'s rule)."""
+    from lmms_eval_autorater.metrics.field import EDITREWARD_RESULT_STATUSES
+
+    vote = {1: "A>B", 2: "B>A", 0: "A=B"}
+    n = int(task.rsplit("_", 1)[1])
+    results: list[dict | None] = []
+    groups: dict[str, list[bool]] = {}
+    for r in records:
+        status = r.get("status")
+        if status not in EDITREWARD_RESULT_STATUSES:
+            results.append(None)
+            continue
+        pred = r.get("pred") if status == "ok" else None
+        correct = pred is not None and int(pred) == int(r["label"])
+        results.append(
+            {
+                "id": str(r["doc_id"]),
+                "instruction": r.get("request"),
+                "human_vote": vote[int(r["label"])],
+                "model_response": r.get("raw"),
+                "model_vote": "Unknown" if pred is None else vote[int(pred)],
+                "is_correct": correct,
+            }
+        )
+        groups.setdefault(str(r["group"]), []).append(correct)
+    valid = [x for x in results if x is not None]
+    correct = sum(x["is_correct"] for x in valid)
+    size = {str(r["group"]): 0 for r in records}
+    for r in records:
+        size[str(r["group"])] += 1
+    out: dict = {"dataset_name": "TIGER-Lab/EditReward-Bench", "data_type": f"{n}pair"}
+    out["total_examples"] = len(valid)
+    out["correct_examples"] = correct
+    accuracy = correct / len(valid) if valid else 0
+    if n == 2:
+        out["accuracy"] = accuracy
+    else:
+        good = sum(len(v) == size[g] and all(v) for g, v in groups.items())
+        out.update(
+            individual_accuracy=accuracy,
+            total_groups=len(groups),
+            correct_groups=good,
+            group_accuracy=good / len(groups) if groups else 0,
+        )
+    out["results"] = results
+    return out
+
+
 def export_run(fmt: str, results: Sequence[str], task: str, output: str | Path) -> int:
     """Write ``task``'s predictions of the run(s) at ``results`` in format ``fmt`` to ``output``; returns the
     number of predictions written."""
@@ -77,6 +132,10 @@ def export_run(fmt: str, results: Sequence[str], task: str, output: str | Path) 
         data = mmrb2_predictions(records)
         write_json(output, data)
         return sum(len(v["forward"]) + len(v["reverse"]) for v in data.values())
+    if fmt == "editreward":
+        data = editreward_results(records, task)
+        write_json(output, data)
+        return len(data["results"])
     lines = genaibench_lines(records, task)
     out = Path(output)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -59,7 +59,7 @@ OPEN_BASELINES = frozenset(e.id for e in baselines() if e.open_weights)
 def _hf_datasets() -> dict[str, tuple[str, str]]:
     """task -> (hub dataset id, pretty name) for model-index metadata; the ids are the tasks' own."""
     from lmms_eval_autorater.tasks.aigiqa.utils import HUB_CSV_REPO
-    from lmms_eval_autorater.tasks.field_common import GENAIBENCH_HUB, MMRB2_HUB
+    from lmms_eval_autorater.tasks.field_common import EDITREWARD_HUB, GENAIBENCH_HUB, MMRB2_HUB
     from lmms_eval_autorater.tasks.imagereward_pair.utils import HUB_REPO
 
     return {
@@ -71,6 +71,10 @@ def _hf_datasets() -> dict[str, tuple[str, str]]:
         "mmrb2_edit": (MMRB2_HUB, "MMRB2 image editing (both orders)"),
         "genaibench_gen": (GENAIBENCH_HUB, "GenAI-Bench image generation (four labels)"),
         "genaibench_edit": (GENAIBENCH_HUB, "GenAI-Bench image editing (four labels)"),
+        **{
+            f"editreward_bench_{n}": (EDITREWARD_HUB, f"EditReward-Bench {n}-candidate sets")
+            for n in (2, 3, 4)
+        },
     }
 
 

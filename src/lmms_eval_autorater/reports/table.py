@@ -748,6 +748,128 @@ def write_all(table: Table, out: Path) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------
+# the field's benchmarks as columns (``table --columns field``)
+
+
+def _field_row_name(run: Run) -> str:
+    """Our row's name: the paper's row when the run is one (``recognise``), else the model and its model name."""
+    rec = recognise(run)
+    if rec.row is not None:
+        return f"{rec.row}{f' [{rec.subset}]' if rec.subset else ''} (ours)"
+    return f"{run.model}{f' ({run.model_name})' if run.model_name else ''}"
+
+
+def _pct(x: Any) -> float | None:
+    return round(100.0 * float(x), 2) if is_number(x) and not math.isnan(float(x)) else None
+
+
+def build_field_table(runs: list[Run]) -> dict[str, Any]:
+    """The field's benchmarks as columns (``catalog/field.yaml``): the published rows with their sources, then
+    one row per run (our headline by the authors' rule, its CI, the extra metric such as group accuracy, in %);
+    a cell of a run with ``--limit`` or fewer docs than the benchmark holds is marked partial."""
+    from lmms_eval_autorater.catalog import field as field_catalog
+
+    cols = field_catalog.columns()
+    rows: list[dict[str, Any]] = []
+    for p in field_catalog.published():
+        cells = {
+            t: {"value": float(p[t]), "source": field_catalog.source(p["source"][t])} for t in cols if t in p
+        }
+        rows.append({"row": p["row"], "kind": "published", "note": p.get("note"), "cells": cells})
+    ours: dict[str, dict[str, Any]] = {}
+    ignored: list[dict[str, str]] = []
+    for run in runs:
+        name = _field_row_name(run)
+        for task, tr in run.tasks.items():
+            if task not in cols:
+                ignored.append({"file": str(run.path), "reason": f"task {task} is not a field column"})
+                continue
+            spec = cols[task]
+            row = ours.setdefault(name, {"row": name, "kind": "ours", "cells": {}})
+            if task in row["cells"]:
+                raise TableError(
+                    f"two runs of {name!r} on {task}: {row['cells'][task]['file']} and {run.path}; keep one"
+                )
+            limit = tr.limit if tr.limit is not None else run.limit
+            partial = limit is not None or (tr.n_docs is not None and tr.n_docs < int(spec["n_docs"]))
+            cell = {
+                "value": _pct(tr.metrics.get(spec["metric"])),
+                "ci": [
+                    _pct(tr.metrics.get(f"{spec['metric']}_ci_low")),
+                    _pct(tr.metrics.get(f"{spec['metric']}_ci_high")),
+                ],
+                "n_docs": tr.n_docs,
+                "partial": partial,
+                "file": str(run.path),
+            }
+            if spec.get("also"):
+                cell[spec["also"]] = _pct(tr.metrics.get(spec["also"]))
+            row["cells"][task] = cell
+    if not ours:
+        reasons = "; ".join(f"{i['file']}: {i['reason']}" for i in ignored) or "no runs"
+        raise TableError(f"no run has a field column ({reasons})")
+    return {
+        "columns": {t: {**spec, "unit": "accuracy_percent"} for t, spec in cols.items()},
+        "rows": [*rows, *ours.values()],
+        "ignored": ignored,
+    }
+
+
+def _field_md_cell(cell: dict[str, Any] | None, spec: dict[str, Any]) -> str:
+    if cell is None:
+        return ""
+    if "source" in cell:
+        return f"{cell['value']:.2f}"
+    if cell["value"] is None:
+        return "n/a"
+    text = f"{cell['value']:.2f}"
+    if all(x is not None for x in cell["ci"]):
+        text += f" [{cell['ci'][0]:.1f}, {cell['ci'][1]:.1f}]"
+    if spec.get("also") and cell.get(spec["also"]) is not None:
+        text += f"; {spec['also'].replace('_', ' ')} {cell[spec['also']]:.2f}"
+    if cell["partial"]:
+        text += f" (partial: {cell['n_docs']} of {spec['n_docs']} docs)"
+    return text
+
+
+def write_field(data: dict[str, Any], out: Path) -> list[Path]:
+    """field.json, field.md (published rows, then ours; sources below) and field.csv in ``out``."""
+    from lmms_eval_autorater.catalog import field as field_catalog
+
+    out.mkdir(parents=True, exist_ok=True)
+    cols = data["columns"]
+    (out / "field.json").write_text(json.dumps(data, indent=2), encoding="utf-8")
+    lines = [
+        "| row | " + " | ".join(c["title"] for c in cols.values()) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for row in data["rows"]:
+        label = row["row"] + (" (published)" if row["kind"] == "published" else "")
+        cells = [_field_md_cell(row["cells"].get(t), spec) for t, spec in cols.items()]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Accuracy in %, each benchmark scored by its authors' rule (see docs/field.md); ours with the 95% CI.",
+        "",
+    ]
+    lines += [f"- {k}: {field_catalog.source(k)}" for k in field_catalog.field_data()["sources"]]
+    notes = [f"- {r['row']}: {r['note']}" for r in data["rows"] if r.get("note")]
+    (out / "field.md").write_text("\n".join(lines + notes) + "\n", encoding="utf-8")
+    with (out / "field.csv").open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["row", "kind", "task", "value", "ci_low", "ci_high", "extra", "n_docs", "partial", "source"]
+        )
+        for row in data["rows"]:
+            for t, c in row["cells"].items():
+                extra = c.get(cols[t].get("also", ""), "")
+                ci = c.get("ci") or ["", ""]
+                w.writerow([row["row"], row["kind"], t, c["value"], ci[0], ci[1], extra, c.get("n_docs", ""),
+                            c.get("partial", ""), c.get("source", "")])  # fmt: skip
+    return [out / "field.json", out / "field.md", out / "field.csv"]
+
+
+# ---------------------------------------------------------------------------------------------
 # command
 
 
@@ -762,6 +884,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--output", required=True, metavar="OUT", help="folder for table2.{md,tex,csv,json} and PNGs"
+    )
+    parser.add_argument(
+        "--columns",
+        choices=("paper", "field"),
+        default="paper",
+        help="paper: Table 2 (the four benchmarks); field: MMRB2, GenAI-Bench and EditReward-Bench beside their "
+        "published numbers (catalog/field.yaml)",
     )
     parser.add_argument("--row", action="append", default=[], metavar="NAME=PATH",
                         help="put the runs under PATH (a folder or results file) in the paper's row NAME")  # fmt: skip
@@ -794,6 +923,16 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``table`` command; returns the exit code."""
     from lmms_eval_autorater.errors import UsageError
 
+    if getattr(args, "columns", "paper") == "field":
+        try:
+            data = build_field_table(load_runs(args.results))
+            write_field(data, Path(args.output))
+        except (TableError, RunsError) as exc:
+            raise UsageError(str(exc)) from None
+        print(f"table: {len(data['rows'])} rows -> {args.output}/field.md (.json .csv)")
+        for item in data["ignored"]:
+            print(f"table: left out {item['file']}: {item['reason']}")
+        return 0
     try:
         data = build_from_folders(args.results, args.output, args.row)
     except (TableError, RunsError) as exc:

@@ -84,40 +84,30 @@ def schema_problems(sub: Any, limit: int = 20) -> list[str]:
     return out
 
 
-def _four_labels(task: str | None) -> bool:
-    """Whether ``task`` is scored on four labels (GenAI-Bench's rule, ``tasks.field_common``)."""
+def _template(paradigm: str, task: str | None) -> str:
+    """The metric set of ``task`` (``vocabulary.TASK_METRICS``): the catalog's template of a known task (the
+    authors' scoring of GenAI-Bench and EditReward-Bench), else the paradigm's."""
     from lmms_eval_autorater.tasks.catalog import TASKS
 
-    return task is not None and task in TASKS and TASKS[task].classes == 4
+    return TASKS[task].template if task is not None and task in TASKS else paradigm
 
 
 def recomputed_metric_names(paradigm: str, task: str | None = None) -> tuple[str, ...]:
     """The metrics ``validate`` recomputes from predictions: all but what a run spent."""
-    from lmms_eval_autorater.vocabulary import (
-        ESTIMATE_METRICS,
-        PAIRWISE_METRICS,
-        POINTWISE_METRICS,
-        USAGE_METRICS,
-    )
+    from lmms_eval_autorater.vocabulary import ESTIMATE_METRICS, TASK_METRICS, USAGE_METRICS
 
-    names = PAIRWISE_METRICS if paradigm == "pairwise" else POINTWISE_METRICS
-    if _four_labels(task):
-        from lmms_eval_autorater.tasks.field_common import FOUR_LABEL_METRICS
-
-        names = FOUR_LABEL_METRICS
+    names = TASK_METRICS[_template(paradigm, task)]
     return tuple(n for n in names if n not in USAGE_METRICS and n not in ESTIMATE_METRICS)
 
 
 def recompute(paradigm: str, records: Sequence[Mapping], task: str | None = None) -> dict[str, float | None]:
     """Every recomputable metric of a task from its records, with the tasks' own aggregation functions
-    (``task`` picks the four-label ones of the GenAI-Bench tasks)."""
-    from lmms_eval_autorater.tasks.common import pairwise_aggregation, pointwise_aggregation
+    (``task`` picks the authors' ones of the GenAI-Bench and EditReward-Bench tasks)."""
+    from lmms_eval_autorater.tasks.common import aggregation
 
-    agg = pairwise_aggregation if paradigm == "pairwise" else pointwise_aggregation
-    if _four_labels(task):
-        from lmms_eval_autorater.tasks.field_common import four_label_aggregation as agg
+    kind = _template(paradigm, task)
     recs = [dict(r) for r in records]
-    return {name: _clean(agg(name)(recs)) for name in recomputed_metric_names(paradigm, task)}
+    return {name: _clean(aggregation(kind, name)(recs)) for name in recomputed_metric_names(paradigm, task)}
 
 
 def _clean(x) -> float | None:

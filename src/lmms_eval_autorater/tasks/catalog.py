@@ -22,8 +22,14 @@ class TaskInfo:
     paradigm: str  # "pairwise" | "pointwise"
     #: pairwise answer classes: 2 (Image 1 / Image 2) or 4 (also both good / both bad: GenAI-Bench)
     classes: int = 2
-    #: whose scoring rule the headline follows: "" (ours), "mmrb2", "genaibench" (``metrics.field``)
+    #: whose scoring rule the headline follows: "" (ours), "mmrb2", "genaibench", "editreward" (``metrics.field``)
     rule: str = ""
+
+    @property
+    def template(self) -> str:
+        """The task's YAML template (``tasks/_<template>.yaml``) and metric set (``vocabulary.TASK_METRICS``):
+        its paradigm, or the authors' scoring of GenAI-Bench (``four_label``) or EditReward-Bench."""
+        return {"genaibench": "four_label", "editreward": "editreward"}.get(self.rule, self.paradigm)
 
     @property
     def metric(self) -> str:
@@ -81,14 +87,45 @@ TASKS: dict[str, TaskInfo] = {
             classes=4,
             rule="genaibench",
         ),
+        # EditReward-Bench: 2-candidate comparisons have tie labels (four-class answers, both ties read as A=B)
+        TaskInfo(
+            "editreward_bench_2",
+            "lmms_eval_autorater.tasks.editreward_bench_2.utils:build_docs",
+            "editing",
+            "pairwise",
+            classes=4,
+            rule="editreward",
+        ),
+        TaskInfo(
+            "editreward_bench_3",
+            "lmms_eval_autorater.tasks.editreward_bench_3.utils:build_docs",
+            "editing",
+            "pairwise",
+            rule="editreward",
+        ),
+        TaskInfo(
+            "editreward_bench_4",
+            "lmms_eval_autorater.tasks.editreward_bench_4.utils:build_docs",
+            "editing",
+            "pairwise",
+            rule="editreward",
+        ),
     )
 }
 
 #: the paper's four (Table 2's columns, group ``GROUP``)
 PAPER_TASKS = ("psr", "imagereward_pair", "imagereward_point", "aigiqa")
-#: the lmms-eval group of the field's benchmarks (MMRB2, GenAI-Bench); kept apart from the paper's four
+#: the lmms-eval group of the field's benchmarks (MMRB2, GenAI-Bench, EditReward-Bench); apart from the paper's four
 FIELD_GROUP = "field_bench"
-FIELD_TASKS = ("mmrb2_t2i", "mmrb2_edit", "genaibench_gen", "genaibench_edit")
+FIELD_TASKS = (
+    "mmrb2_t2i",
+    "mmrb2_edit",
+    "genaibench_gen",
+    "genaibench_edit",
+    "editreward_bench_2",
+    "editreward_bench_3",
+    "editreward_bench_4",
+)
 #: group name -> its tasks (the groups' YAMLs list the same)
 GROUPS: dict[str, tuple[str, ...]] = {"autorater_bench": PAPER_TASKS, "field_bench": FIELD_TASKS}
 

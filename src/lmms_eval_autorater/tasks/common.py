@@ -21,6 +21,7 @@ from lmms_eval_autorater.vocabulary import (  # the metric names are the vocabul
     HIGHER_IS_BETTER,
     PAIRWISE_METRICS,
     POINTWISE_METRICS,
+    TASK_METRICS,
     USAGE_METRICS,
 )
 
@@ -205,20 +206,28 @@ def _freeze(records: list[dict], keys: Sequence[str]) -> tuple:
     return tuple(tuple(r.get(k) for k in keys) for r in records)
 
 
+#: the record fields each kind's summary reads
+_SUMMARY_FIELDS = {
+    "pairwise": ("label", "pred", "status", "group"),
+    "pointwise": ("target", "pred", "status", "group"),
+    "four_label": ("label", "pred", "status", "group"),
+    "editreward": ("label", "pred", "status", "group"),
+}
+
+
 @lru_cache(maxsize=16)
-def _pairwise_summary(frozen: tuple) -> dict:
-    from lmms_eval_autorater.metrics import summarize_pairwise
+def _summary(kind: str, frozen: tuple) -> dict:
+    """The summary of one task's records (computed once per kind and record set): ours for pairwise and
+    pointwise, the authors' rules for the field's benchmarks (``metrics.field``)."""
+    from lmms_eval_autorater.metrics import field, summarize_pairwise, summarize_pointwise
 
-    records = [dict(zip(("label", "pred", "status", "group"), row)) for row in frozen]
-    return summarize_pairwise(records)
-
-
-@lru_cache(maxsize=16)
-def _pointwise_summary(frozen: tuple) -> dict:
-    from lmms_eval_autorater.metrics import summarize_pointwise
-
-    records = [dict(zip(("target", "pred", "status", "group"), row)) for row in frozen]
-    return summarize_pointwise(records)
+    summarize = {
+        "pairwise": summarize_pairwise,
+        "pointwise": summarize_pointwise,
+        "four_label": field.four_label_summary,
+        "editreward": field.editreward_summary,
+    }[kind]
+    return summarize([dict(zip(_SUMMARY_FIELDS[kind], row)) for row in frozen])
 
 
 def _usage_sum(records: list[dict], key: str) -> float | None:
@@ -253,8 +262,9 @@ def _flip_rate(records: list[dict]) -> float:
     return float(sum(flags) / len(flags)) if flags else float("nan")
 
 
-def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
-    """The aggregation function of metric ``name`` for pairwise tasks (summaries are computed once)."""
+def aggregation(kind: str, name: str) -> Callable[[list[dict]], float | None]:
+    """The aggregation function of metric ``name`` for tasks of template ``kind`` (``TASK_METRICS``): usage and
+    estimate sums, the flip rate, or one field of the kind's summary (computed once)."""
 
     def aggregate(records: list[dict]) -> float | None:
         if name in USAGE_METRICS:
@@ -263,49 +273,43 @@ def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
             return _estimate_sum(records)
         if name == "flip_rate":
             return _flip_rate(records)
-        summary = _pairwise_summary(_freeze(records, ("label", "pred", "status", "group")))
-        return float(summary[name])
+        return float(_summary(kind, _freeze(records, _SUMMARY_FIELDS[kind]))[name])
 
-    aggregate.__name__ = f"pairwise_{name}"
+    aggregate.__name__ = f"{kind}_{name}"
     return aggregate
+
+
+def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
+    """The aggregation function of metric ``name`` for pairwise tasks."""
+    return aggregation("pairwise", name)
 
 
 def pointwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
     """The aggregation function of metric ``name`` for pointwise tasks."""
-
-    def aggregate(records: list[dict]) -> float | None:
-        if name in USAGE_METRICS:
-            return _usage_sum(records, name)
-        if name in ESTIMATE_METRICS:
-            return _estimate_sum(records)
-        summary = _pointwise_summary(_freeze(records, ("target", "pred", "status", "group")))
-        return float(summary[name])
-
-    aggregate.__name__ = f"pointwise_{name}"
-    return aggregate
+    return aggregation("pointwise", name)
 
 
-# Module-level aggregation functions (``agg_pairwise_accuracy``, ...), one per metric of each paradigm.
-for _name in PAIRWISE_METRICS:
-    globals()[f"agg_pairwise_{_name}"] = pairwise_aggregation(_name)
-for _name in POINTWISE_METRICS:
-    globals()[f"agg_pointwise_{_name}"] = pointwise_aggregation(_name)
-del _name
+# Module-level aggregation functions (``agg_pairwise_accuracy``, ``agg_four_label_accuracy``, ...), one per
+# metric of each template kind.
+for _kind, _names in TASK_METRICS.items():
+    for _name in _names:
+        globals()[f"agg_{_kind}_{_name}"] = aggregation(_kind, _name)
+del _kind, _names, _name
 
 
-def metric_list(paradigm: str) -> list[dict]:
-    """lmms-eval's ``metric_list`` of a task of ``paradigm``, from the one list of metric names (the task
-    templates do not repeat it: ``lmms_task.AutoraterTask`` fills it)."""
-    if paradigm not in ("pairwise", "pointwise"):
-        raise ValueError(f"paradigm must be 'pairwise' or 'pointwise', got {paradigm!r}")
-    names = PAIRWISE_METRICS if paradigm == "pairwise" else POINTWISE_METRICS
+def metric_list(kind: str) -> list[dict]:
+    """lmms-eval's ``metric_list`` of a task of template ``kind`` (a paradigm, or ``four_label`` /
+    ``editreward``), from the one list of metric names (the task templates do not repeat it:
+    ``lmms_task.AutoraterTask`` fills it)."""
+    if kind not in TASK_METRICS:
+        raise ValueError(f"kind must be one of {', '.join(TASK_METRICS)}, got {kind!r}")
     return [
         {
             "metric": n,
-            "aggregation": globals()[f"agg_{paradigm}_{n}"],
+            "aggregation": globals()[f"agg_{kind}_{n}"],
             "higher_is_better": n in HIGHER_IS_BETTER,
         }
-        for n in names
+        for n in TASK_METRICS[kind]
     ]
 
 

@@ -12,24 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
-from functools import lru_cache
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from lmms_eval_autorater.errors import DataError
-from lmms_eval_autorater.metrics.field import GENAIBENCH_HUMAN, four_label_summary
-from lmms_eval_autorater.tasks.common import (
-    COUNT_METRICS,
-    ESTIMATE_METRICS,
-    USAGE_METRICS,
-    _estimate_sum,
-    _usage_sum,
-    data_dir,
-    log_construction,
-    make_doc,
-    make_record,
-)
+from lmms_eval_autorater.metrics.field import GENAIBENCH_HUMAN
+from lmms_eval_autorater.tasks.common import data_dir, log_construction, make_doc, make_record
+from lmms_eval_autorater.vocabulary import EDITREWARD_METRICS, FOUR_LABEL_METRICS
 
 # ---------------------------------------------------------------------------------------------
 # MMRB2
@@ -478,19 +468,6 @@ def decode_four_label(text: str) -> tuple[str, int | None, dict]:
     return "parse_failure", None, {"reason": parsed.reason}
 
 
-FOUR_LABEL_METRICS = (
-    "accuracy",
-    "accuracy_ci_low",
-    "accuracy_ci_high",
-    "accuracy_scored",
-    *COUNT_METRICS,
-    "predicted_ties",
-    "flip_rate",
-    *USAGE_METRICS,
-    *ESTIMATE_METRICS,
-)
-
-
 def four_label_record(doc: dict, results: Sequence[str]) -> dict:
     """One doc's outcome on a four-label task (the same fields as the pairwise records)."""
     status, value, meta = decode_four_label(results[0] if results else "")
@@ -503,30 +480,163 @@ def process_four_label(doc: dict, results: Sequence[str]) -> dict:
     return {name: record for name in FOUR_LABEL_METRICS}
 
 
-@lru_cache(maxsize=16)
-def _four_summary(frozen: tuple) -> dict:
-    records = [dict(zip(("label", "pred", "status", "group"), row)) for row in frozen]
-    return four_label_summary(records)
+# ---------------------------------------------------------------------------------------------
+# EditReward-Bench
+
+EDITREWARD_HUB = "TIGER-Lab/EditReward-Bench"
+#: our task -> the number of candidates per group (the hub folder and ``dataset`` value ``<n>pair``)
+EDITREWARD_TASKS = {"editreward_bench_2": 2, "editreward_bench_3": 3, "editreward_bench_4": 4}
+EDITREWARD_COLUMNS = ("dataset", "id", "instruction", "source_image", "candidate_1", "candidate_2", "ranking")
+EDITREWARD_LAYOUT = """$AUTORATER_DATA_DIR/editreward_bench/   (the hub dataset TIGER-Lab/EditReward-Bench as downloaded)
+  2pair/*.parquet, 3pair/*.parquet, 4pair/*.parquet
+      one row per comparison: dataset ("2pair" | "3pair" | "4pair"), id ("<group>_<...>"), instruction,
+      source_image, candidate_1, candidate_2 (images: {"bytes", "path"}), ranking ("A>C"; 2pair also
+      "A=B"), comparison_type ("AvsC"; 2pair may omit it: "AvsB"), score_1, score_2, model_1, model_2"""
 
 
-def four_label_aggregation(name: str) -> Callable[[list[dict]], float | None]:
-    """The aggregation function of metric ``name`` for four-label tasks (the summary is computed once)."""
-
-    def aggregate(records: list[dict]) -> float | None:
-        if name in USAGE_METRICS:
-            return _usage_sum(records, name)
-        if name in ESTIMATE_METRICS:
-            return _estimate_sum(records)
-        if name == "flip_rate":
-            flags = [r["flipped"] for r in records if r.get("flipped") is not None]
-            return float(sum(flags) / len(flags)) if flags else float("nan")
-        frozen = tuple(tuple(r.get(k) for k in ("label", "pred", "status", "group")) for r in records)
-        return float(_four_summary(frozen)[name])
-
-    aggregate.__name__ = f"four_label_{name}"
-    return aggregate
+def editreward_group_id(row_id: str, n: int) -> str:
+    """The group of a comparison row, as EditReward's ``inference_{3,4}pair_hf.py`` group them (the id before
+    its first ``_``, else its first 10 characters); a 2-candidate row is its own group."""
+    if n == 2:
+        return row_id
+    return row_id.split("_")[0] if "_" in row_id else row_id[:10]
 
 
-for _name in FOUR_LABEL_METRICS:
-    globals()[f"agg_four_{_name}"] = four_label_aggregation(_name)
-del _name
+def _image_file(value: Any, where: str, field: str) -> Path:
+    """An embedded image (``{"bytes", "path"}`` as the hub's parquet files hold it) written once into the cache
+    under its content hash; a missing or empty image is a ``DataError`` naming the field."""
+    import hashlib
+
+    data = value.get("bytes") if isinstance(value, dict) else value if isinstance(value, bytes) else None
+    if not data:
+        raise DataError(f"{where}: field {field!r} holds no image bytes")
+    suffix = ".png" if data[:8] == b"\x89PNG\r\n\x1a\n" else ".jpg"
+    out = (
+        _cache_root() / "field_data" / "editreward_bench" / f"{hashlib.sha256(data).hexdigest()[:32]}{suffix}"
+    )
+    if not out.is_file():
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    return out
+
+
+def editreward_docs_from_rows(rows: Sequence[dict], n: int, *, source_name: str) -> list[dict]:
+    """One doc per comparison row of the ``<n>pair`` subset (rows of another ``dataset`` value are skipped, as
+    EditReward's scripts filter them): candidate_1 is Image 1, candidate_2 Image 2; label 1, 2 or 0 (a tie,
+    2-candidate sets only). A missing column, an unknown ranking or a repeated id stops the build naming the
+    file, the row and the field."""
+    from lmms_eval_autorater.metrics.field import editreward_label
+
+    docs, seen = [], set()
+    for k, row in enumerate(rows):
+        where = f"{source_name} row {k}"
+        for name in EDITREWARD_COLUMNS:
+            if row.get(name) is None:
+                raise DataError(f"{where}: missing field {name!r}")
+        if row["dataset"] != f"{n}pair":
+            continue
+        rid = str(row["id"])
+        where = f"{where} (id {rid!r})"
+        if rid in seen:
+            raise DataError(f"{where}: field 'id' is not unique")
+        seen.add(rid)
+        ctype = row.get("comparison_type") or ("AvsB" if n == 2 else None)
+        if ctype is None:
+            raise DataError(f"{where}: missing field 'comparison_type'")
+        label = editreward_label(row["ranking"], ctype, n)
+        if label is None:
+            raise DataError(
+                f"{where}: field 'ranking' has unknown label {row['ranking']!r} for comparison_type {ctype!r}"
+            )
+        images = {
+            f: str(_image_file(row[f], where, f)) for f in ("source_image", "candidate_1", "candidate_2")
+        }
+        docs.append(
+            make_doc(
+                doc_id=rid,
+                task_kind="editing",
+                paradigm="pairwise",
+                request=str(row["instruction"]),
+                source_image=images["source_image"],
+                image_1=images["candidate_1"],
+                image_2=images["candidate_2"],
+                group=editreward_group_id(rid, n),
+                label=label,
+            )
+        )
+    return docs
+
+
+def editreward_root(n: int) -> Path:
+    """``$AUTORATER_DATA_DIR/editreward_bench`` when set (it must hold ``<n>pair/*.parquet``), else the hub copy."""
+    base = data_dir()
+    if base is not None:
+        root = base / "editreward_bench"
+        if not list((root / f"{n}pair").glob("*.parquet")):
+            raise DataError(
+                f"{root / f'{n}pair'}: no *.parquet file found; expected layout:\n{EDITREWARD_LAYOUT}"
+            )
+        return root
+    from lmms_eval_autorater.tasks.common import hub_snapshot
+
+    return hub_snapshot(EDITREWARD_HUB, allow_patterns=[f"{n}pair/*"], layout=EDITREWARD_LAYOUT)
+
+
+def build_editreward(task: str) -> list[dict]:
+    """The docs of EditReward-Bench ``task`` (one per comparison) from the parquet files of its subset."""
+    import pyarrow.parquet as pq
+
+    n = EDITREWARD_TASKS[task]
+    root = editreward_root(n)
+    docs: list[dict] = []
+    for path in sorted((root / f"{n}pair").glob("*.parquet")):
+        try:
+            rows = pq.read_table(path).to_pylist()
+        except Exception as exc:
+            raise DataError(f"{path}: cannot read parquet ({type(exc).__name__}: {exc})") from exc
+        docs.extend(editreward_docs_from_rows(rows, n, source_name=str(path)))
+    ids = [d["doc_id"] for d in docs]
+    if len(set(ids)) != len(ids):
+        raise DataError(f"{root / f'{n}pair'}: field 'id' repeats across files")
+    if not docs:
+        raise DataError(
+            f"{root / f'{n}pair'}: no row with dataset {n}pair; expected layout:\n{EDITREWARD_LAYOUT}"
+        )
+    counts = {c: sum(d["label"] == c for d in docs) for c in (1, 2, 0)}
+    log_construction(
+        task,
+        f"{len(docs)} comparisons in {len({d['group'] for d in docs})} groups; "
+        f"Image 1 preferred {counts[1]}, Image 2 preferred {counts[2]}, ties {counts[0]}",
+    )
+    return docs
+
+
+EDITREWARD_PROMPT = (
+    "A source image was edited by two AI models following the same instruction; the images are shown in this "
+    "order: the source image, Image A, Image B. Instruction: {request}\nWhich edit is better overall (does "
+    "what was asked, keeps what should not change, no artifacts)? Think it through, then end with exactly one "
+    "verdict: [[A>B]] if Image A is better, [[B>A]] if Image B is better{tie}."
+)
+
+
+def editreward_doc_to_text(doc: dict) -> str:
+    """EditReward-style prompt for any lmms-eval VLM (A=B offered on the 2-candidate task, where ties exist)."""
+    two = str(doc["group"]) == str(doc["doc_id"])
+    return EDITREWARD_PROMPT.format(request=doc["request"], tie=", [[A=B]] if both are equal" if two else "")
+
+
+def editreward_record(doc: dict, results: Sequence[str]) -> dict:
+    """One comparison's outcome: the four-class reading (``decode_four_label``) with both ties (both good, both
+    bad, an unspecified ``[[A=B]]``) read as EditReward's A=B (0)."""
+    status, value, meta = decode_four_label(results[0] if results else "")
+    if value in (3, 4):
+        value = 0
+    return make_record(doc, "pairwise", status, value, meta)
+
+
+def process_editreward(doc: dict, results: Sequence[str]) -> dict:
+    """lmms-eval ``process_results`` for EditReward-Bench: the same record under every metric key."""
+    record = editreward_record(doc, results)
+    return {name: record for name in EDITREWARD_METRICS}

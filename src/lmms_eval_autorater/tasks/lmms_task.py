@@ -51,12 +51,12 @@ def _versions() -> dict[str, str | None]:
 class AutoraterTask(ConfigurableTask):
     """A ConfigurableTask whose docs come from the catalog's builder instead of ``datasets.load_dataset``;
     its ``metric_list`` (unless the YAML writes one) comes from the one list of metric names for the
-    task's paradigm (``tasks.common.metric_list``)."""
+    task's template (its paradigm, or the authors' scoring: ``tasks.common.metric_list``)."""
 
     def __init__(self, config: dict | None = None, **kwargs) -> None:
         config = {k: v for k, v in (config or {}).items() if k != "class"}
         if not config.get("metric_list"):
-            config["metric_list"] = metric_list(task_info(config["task"]).paradigm)
+            config["metric_list"] = metric_list(task_info(config["task"]).template)
         # the versions that produced the run, copied by lmms-eval into the results file (reports/runs.py)
         config["metadata"] = {**(config.get("metadata") or {}), "versions": _versions()}
         super().__init__(config=config, **kwargs)

@@ -1,0 +1,1 @@
+"""The editreward_bench_2 task folder (YAML, builder, README)."""

@@ -1,0 +1,10 @@
+"""EditReward-Bench 3pair as docs: one per comparison (see ``tasks.field_common``)."""
+
+from __future__ import annotations
+
+from lmms_eval_autorater.tasks.field_common import build_editreward
+
+
+def build_docs() -> list[dict]:
+    """The editreward_bench_3 docs from ``$AUTORATER_DATA_DIR/editreward_bench/3pair/`` or the hub dataset."""
+    return build_editreward("editreward_bench_3")

@@ -1,0 +1,1 @@
+"""The editreward_bench_4 task folder (YAML, builder, README)."""
