@@ -79,7 +79,12 @@ def resolve_file(
             )
         )
     except LocalEntryNotFoundError as exc:
-        raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
+        if local_files_only is None:  # inferred: the hub is offline or unreachable
+            raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
+        raise CheckpointError(
+            f"{what}: {filename} of hub repo {ref_s!r} is not in the local Hugging Face cache and "
+            f"local_files_only=True; download it first (hf download {ref_s} {filename}) or pass a local file"
+        ) from exc
     except HFValidationError as exc:
         raise CheckpointError(f"{what}: {ref_s!r} is neither an existing file nor a hub repo id") from exc
     except EntryNotFoundError as exc:
@@ -110,7 +115,12 @@ def resolve_dir(
         lfo = runtime.local_files_only(ref_s, local_files_only)
         return Path(snapshot_download(ref_s, allow_patterns=allow_patterns, local_files_only=lfo))
     except LocalEntryNotFoundError as exc:
-        raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
+        if local_files_only is None:  # inferred: the hub is offline or unreachable
+            raise runtime.checkpoint_unavailable(ref_s, arg, what) from exc
+        raise CheckpointError(
+            f"{what}: hub repo {ref_s!r} is not in the local Hugging Face cache and local_files_only is set; "
+            "download it first or pass a local folder"
+        ) from exc
     except HFValidationError as exc:
         raise CheckpointError(f"{what}: {ref_s!r} is neither an existing folder nor a hub repo id") from exc
     except OSError as exc:

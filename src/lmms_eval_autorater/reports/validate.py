@@ -174,7 +174,9 @@ def local_docs(task: str) -> tuple[list[dict] | None, str]:
 PREDICTED = frozenset({"ok"})
 
 
-def prediction_problems(prefix: str, paradigm: str, preds: Sequence[Mapping], limit: int = 5) -> list[str]:
+def prediction_problems(
+    prefix: str, paradigm: str, preds: Sequence[Mapping], limit: int = 5, classes: int = 2
+) -> list[str]:
     """Predictions that are not predictions, at most ``limit`` listed plus a count: a pairwise ``pred``
     outside {0, 1, 2} (1.4 is not truncated to 1), a pointwise one that is not a finite number, ``ok``
     without a prediction, a failure status with one."""
@@ -189,8 +191,9 @@ def prediction_problems(prefix: str, paradigm: str, preds: Sequence[Mapping], li
             why = f"status {status!r} must have no prediction (null), got {pred!r}"
         elif pred is not None and (isinstance(pred, bool) or not isinstance(pred, (int, float))):
             why = f"not a number: {pred!r}"
-        elif pred is not None and paradigm == "pairwise" and pred not in (0, 1, 2):
-            why = f"a pairwise prediction is 0 (tie), 1 or 2, got {pred!r}"
+        elif pred is not None and paradigm == "pairwise" and pred not in range(max(classes, 2) + 1):
+            allowed = "0 (tie), 1 or 2" if classes <= 2 else f"0 (tie) or 1..{classes}"
+            why = f"a pairwise prediction is {allowed}, got {pred!r}"
         elif pred is not None and not math.isfinite(pred):
             why = f"not a finite number: {pred!r}"
         if why is not None:
@@ -219,7 +222,7 @@ def check_task(name: str, task: Mapping, docs: list[dict] | None) -> list[str]:
         problems.append(
             f"{prefix}.predictions: doc id(s) {', '.join(map(repr, dup[:5]))} appear more than once"
         )
-    bad = prediction_problems(prefix, info.paradigm, preds)
+    bad = prediction_problems(prefix, info.paradigm, preds, classes=info.classes)
     if bad:  # metrics cannot be recomputed from predictions that are not predictions
         return problems + bad
     if task["n_docs"] != len(preds):

@@ -88,18 +88,17 @@ class Specialist(ABC):
         """Load the model now (otherwise done on first use)."""
         if not self._loaded:
             check_checkpoint(self.model_name, self.spec.model_arg)
-            if (
-                self.local_files_only is None
-            ):  # offline or no network: no download is tried (cached files load)
-                self.local_files_only = runtime.local_files_only(self.model_name)
+            name = str(self.model_name)
+            hub_id = name.count("/") == 1 and not os.path.exists(os.path.expanduser(name))
+            inferred = self.local_files_only is None and hub_id
+            if inferred:  # a hub id, offline or without network: no download is tried (cached files load)
+                self.local_files_only = runtime.local_files_only(name)
             try:
                 self._load()
             except OSError as exc:  # what transformers, huggingface_hub and deepface raise for a missing file
-                if self.local_files_only and not os.path.exists(os.path.expanduser(str(self.model_name))):
+                if inferred and self.local_files_only:
                     what = f"specialist {self.spec.code} ({self.spec.name})"
-                    raise runtime.checkpoint_unavailable(
-                        str(self.model_name), self.spec.model_arg, what
-                    ) from exc
+                    raise runtime.checkpoint_unavailable(name, self.spec.model_arg, what) from exc
                 raise
             self._loaded = True
 
