@@ -180,8 +180,8 @@ def test_internvl_judge_through_cli_with_tiny_model(tmp_path, data):
         statuses = []
         for line in lines:
             resp = json.loads(line)["filtered_resps"]
-            env = json.loads(resp[0] if isinstance(resp, list) else resp)
-            statuses.append((env["status"], bool(env["raw"])))
+            verdict = json.loads(resp[0] if isinstance(resp, list) else resp)
+            statuses.append((verdict["status"], bool(verdict["raw"])))
         assert statuses == [("parse_failure", True)] * n
     sample_file = next((tmp_path / "out0").rglob("*_samples_psr.jsonl"))
     resp = json.loads(sample_file.read_text().splitlines()[0])["filtered_resps"]
