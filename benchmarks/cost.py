@@ -27,6 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from lmms_eval_autorater.catalog.paper import full_docs  # noqa: E402
 from lmms_eval_autorater.experiments.grid import (  # noqa: E402
     DEFAULT_ETA,
     DEFAULT_MAX_SIZE,
@@ -47,16 +48,26 @@ from lmms_eval_autorater.specialists.registry import applicable  # noqa: E402
 from lmms_eval_autorater.specialists.render import render_assessments  # noqa: E402
 from lmms_eval_autorater.tasks.catalog import TASKS  # noqa: E402
 
-#: the benchmarks at full size (paper, Table 1), their bootstrap groups (prompts or sets: the halving
+#: the benchmarks at full size (``catalog/paper.yaml``), their bootstrap groups (prompts or sets: the halving
 #: grid samples groups), the typical image size (width, height) and a typical request length in words.
 #: PSR: PhotoshopRequests photos, typically larger than 1024 px (4:3); ImageReward: Stable Diffusion 1.x
 #: at 512x512; AIGIQA-20K: 15 generators, 512 to 1024 px: 1024x1024 counted (the dearer end).
 #: AIGIQA's prompts are nearly unique per image (train split: 13,624 prompts for 14,000 images).
 BENCHMARKS = {
-    "psr": {"docs": 444, "groups": 444, "image": (1024, 768), "request_words": 14},
-    "imagereward_pair": {"docs": 6399, "groups": 466, "image": (512, 512), "request_words": 22},
-    "imagereward_point": {"docs": 2720, "groups": 466, "image": (512, 512), "request_words": 22},
-    "aigiqa": {"docs": 4000, "groups": 4000, "image": (1024, 1024), "request_words": 16},
+    "psr": {"docs": full_docs("psr"), "groups": 444, "image": (1024, 768), "request_words": 14},
+    "imagereward_pair": {
+        "docs": full_docs("imagereward_pair"),
+        "groups": 466,
+        "image": (512, 512),
+        "request_words": 22,
+    },
+    "imagereward_point": {
+        "docs": full_docs("imagereward_point"),
+        "groups": 466,
+        "image": (512, 512),
+        "request_words": 22,
+    },
+    "aigiqa": {"docs": full_docs("aigiqa"), "groups": 4000, "image": (1024, 1024), "request_words": 16},
 }
 #: assumed completion tokens per call (analysis + answer; an Auto selection is shorter). Gemini 2.5 Pro
 #: thinks before it answers and bills the thinking as output: THINKING_TOKENS more per call.

@@ -24,6 +24,31 @@ def _check_all_scored(results, docs):
         assert metric(results, task, "parse_failures") == 0 and metric(results, task, "api_failures") == 0
 
 
+def _expected_metrics(score, docs) -> dict[str, float]:
+    """Each task's headline computed here from ``score(prompts, images)`` (the library scorer on the same
+    checkpoint): pairwise accuracy with a tie counted wrong, pointwise Pearson r (scipy) against the targets."""
+    from scipy.stats import pearsonr
+
+    out = {}
+    for task in TASKS:
+        task_docs = docs[task]
+        prompts = [d["request"] for d in task_docs]
+        s1 = score(prompts, [d["image_1"] for d in task_docs])
+        if task_docs[0]["paradigm"] == "pairwise":
+            s2 = score(prompts, [d["image_2"] for d in task_docs])
+            right = [(1 if a > b else 2 if b > a else 0) == d["label"] for a, b, d in zip(s1, s2, task_docs)]
+            out[task] = sum(right) / len(task_docs)
+        else:
+            out[task] = float(pearsonr(s1, [d["target"] for d in task_docs])[0])
+    return out
+
+
+def _check_values(results, expected):
+    for task, value in expected.items():
+        name = "accuracy" if task in ("psr", "imagereward_pair") else "pearson"
+        assert metric(results, task, name) == pytest.approx(value, rel=1e-4, abs=1e-6), task
+
+
 def imagereward_args(tasks: str) -> tuple[str, ...]:
     """lmms-eval arguments for the imagereward baseline on the tiny parity checkpoint."""
     ir = FIX / "imagereward"
@@ -73,6 +98,12 @@ def test_hpsv3_cli(tmp_path, data):
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
+    from lmms_eval_autorater.baselines.hpsv3 import HPSv3Scorer
+
+    scorer = HPSv3Scorer(
+        checkpoint=str(hps / "HPSv3.safetensors"), base_model=str(hps / "base"), device="cpu"
+    )
+    _check_values(results, _expected_metrics(scorer.score, docs))
 
 
 def test_qsit_cli(tmp_path, data, qsit_folder):
@@ -88,6 +119,10 @@ def test_qsit_cli(tmp_path, data, qsit_folder):
     results, log = run_cli(tmp_path, {"AUTORATER_DATA_DIR": str(root), "HF_HUB_OFFLINE": "1"}, *args)
     assert results is not None, log[-3000:]
     _check_all_scored(results, docs)
+    from lmms_eval_autorater.specialists.qs import QSiTScorer
+
+    scorer = QSiTScorer(pretrained=qsit_folder, device="cpu")
+    _check_values(results, _expected_metrics(lambda prompts, images: scorer.score(images), docs))
 
 
 def test_baseline_treats_a_corrupt_image_as_an_input_error(tmp_path):

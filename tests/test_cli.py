@@ -172,6 +172,17 @@ def test_internvl_judge_through_cli_with_tiny_model(tmp_path, data):
         n = len(docs[task])
         assert metric(results, task, "parse_failures") + metric(results, task, "n_scored") == n
         assert metric(results, task, "api_failures") == 0
+        # the exact split: 8 new tokens of a random model are never a verdict of the contract, so every doc
+        # is a parse failure and none is scored; each logged sample says so, with the text it could not parse
+        assert (metric(results, task, "n_scored"), metric(results, task, "parse_failures")) == (0, n)
+        assert metric(results, task, "input_errors") == 0
+        lines = next((tmp_path / "out0").rglob(f"*_samples_{task}.jsonl")).read_text().splitlines()
+        statuses = []
+        for line in lines:
+            resp = json.loads(line)["filtered_resps"]
+            verdict = json.loads(resp[0] if isinstance(resp, list) else resp)
+            statuses.append((verdict["status"], bool(verdict["raw"])))
+        assert statuses == [("parse_failure", True)] * n
     sample_file = next((tmp_path / "out0").rglob("*_samples_psr.jsonl"))
     resp = json.loads(sample_file.read_text().splitlines()[0])["filtered_resps"]
     envelope = json.loads(resp[0] if isinstance(resp, list) else resp)

@@ -162,3 +162,28 @@ def test_a_column_without_data_is_skipped_and_the_row_runs_on_the_rest(
         job.command(Path("o"))[job.command(Path("o")).index("--tasks") + 1]
         == "imagereward_pair,imagereward_point,aigiqa"
     )
+
+
+def test_model_args_override_a_model_then_a_row(tmp_path, capsys):
+    """``--model_args MODEL=...`` merges into every job of that model, ``ROW=...`` into one row's; a key of
+    both takes the override's value; a key that is neither a row nor a planned model is refused."""
+    from lmms_eval_autorater.reports.reproduce import parse_overrides
+
+    over = parse_overrides(
+        [
+            "autorater_gpt4o=base_url=http://127.0.0.1:1/v1,concurrency=2",
+            "GPT-4o + All=concurrency=8",
+            "hpsv3=checkpoint=/ck/HPSv3.safetensors,device=cpu",
+        ]
+    )
+    jobs = {j.row: j for j in plan_jobs(["GPT-4o", "GPT-4o + All", "HPSv3"], ["psr"], overrides=over)}
+    assert jobs["GPT-4o"].model_args == "base_url=http://127.0.0.1:1/v1,concurrency=2"
+    assert jobs["GPT-4o + All"].model_args == "tools=all,base_url=http://127.0.0.1:1/v1,concurrency=8"
+    assert jobs["HPSv3"].model_args == (
+        "checkpoint=/ck/HPSv3.safetensors,base_model=Qwen/Qwen2-VL-7B-Instruct,device=cpu"
+    )
+    assert main(["reproduce", "--output", str(tmp_path), "--model_args", "GPT-5=model=x", "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "'GPT-5' is neither a Table 2 row" in err and len(err.strip().splitlines()) == 1
+    assert main(["reproduce", "--output", str(tmp_path), "--model_args", "hpsv3", "--dry-run"]) == 1
+    assert "expected ROW=K=V,... or MODEL=K=V,..." in capsys.readouterr().err

@@ -120,6 +120,13 @@ def test_table_numbers_equal_results_in_every_format(runs, tmp_path):
             assert cell["paper"] == published
             assert cell["diff_from_paper"] == pytest.approx(res[task][f"{m},none"] * scale - published)
             assert f"paper {published:.{digits}f}" in md
+            # these are small runs: each cell is marked with its doc count of the benchmark's full size
+            n, full = (
+                _results(folder / sub)["n-samples"][task]["effective"],
+                {"imagereward_pair": 6399, "aigiqa": 4000}[task],
+            )
+            assert (cell["n_docs"], cell["full_docs"], cell["partial"]) == (n, full, True)
+            assert f"PARTIAL {n}/{full} docs" in md and f"PARTIAL {n}/{full} docs" in tex
     # the paired difference of + Auto from its base is metrics.paired on the same docs' records
     for task in TASKS:
         paradigm = "pairwise" if task == "imagereward_pair" else "pointwise"
@@ -297,3 +304,48 @@ def test_runs_reader_recovers_docs_and_verdicts(runs, tmp_path, capsys):
     # a folder without results is an error naming it
     assert main(["table", "--results", str(tmp_path), "--output", str(tmp_path / "t")]) == 1
     assert f"{tmp_path}: no lmms-eval results file" in capsys.readouterr().err
+
+
+def test_partial_run_is_marked_and_not_set_against_the_paper(tmp_path, data):
+    """A 6-doc imagereward_pair run of the GPT-4o row: every format shows ``6/6399`` and none sets its value
+    against the paper's 57.66 as a like-for-like difference; the same file claiming the full size is not
+    marked and shows the difference."""
+    from lmms_eval_autorater.judges.types import Verdict
+    from lmms_eval_autorater.reports.table import build_from_folders
+    from tests.runfiles import write_run
+
+    _, docs = data
+    six = docs["imagereward_pair"][:6]
+    assert len(six) == 6
+
+    def verdict(task, i, doc):  # right on docs 0, 2, 4; wrong on 1, 3, 5: accuracy 50%
+        pref = doc["label"] if i % 2 == 0 else 3 - doc["label"]
+        return Verdict("ok", preferred=pref, raw="{}", meta={"model": "gpt-4o-2024-08-06"})
+
+    res_file = write_run(
+        tmp_path / "run", {"imagereward_pair": six}, verdict, model="autorater_gpt4o", model_args="tools=none"
+    )
+    out = tmp_path / "t"
+    data_json = build_from_folders([str(tmp_path / "run")], str(out))
+    cell = data_json["rows"][0]["cells"]["imagereward_pair"]
+    assert data_json["rows"][0]["row"] == "GPT-4o"
+    assert (cell["n_docs"], cell["full_docs"], cell["partial"]) == (6, 6399, True)
+    assert cell["value"] == 0.5 and cell["paper"] == 57.66
+    md = (out / "table2.md").read_text()
+    assert "**PARTIAL 6/6399 docs**" in md
+    assert "paper 57.66 (not comparable: 6/6399 docs)" in md
+    assert "(-7.66)" not in md and "-7.66" not in md  # 50.00 - 57.66 is not shown as a difference
+    tex = (out / "table2.tex").read_text()
+    assert "\\textbf{PARTIAL 6/6399 docs}" in tex and "-7.66" not in tex
+    [row] = list(csv.DictReader((out / "table2.csv").open()))
+    assert (row["n_docs"], row["full_docs"], row["partial"]) == ("6", "6399", "True")
+    assert (out / "table2_imagereward_pair.png").stat().st_size > 0
+
+    # the same run claiming the benchmark's full size: no mark, the difference is shown
+    res = json.loads(res_file.read_text())
+    res["n-samples"]["imagereward_pair"]["effective"] = 6399
+    res_file.write_text(json.dumps(res))
+    full = build_from_folders([str(tmp_path / "run")], str(tmp_path / "t2"))["rows"][0]["cells"]
+    assert full["imagereward_pair"]["partial"] is False
+    md = (tmp_path / "t2" / "table2.md").read_text()
+    assert "PARTIAL" not in md.split("| row |", 1)[1] and "paper 57.66 (-7.66)" in md

@@ -26,6 +26,12 @@ def citation() -> str:
     return str(paper()["citation"])
 
 
+def full_docs(task: str) -> int | None:
+    """The benchmark's full size (docs the paper's numbers are computed on); None for a task not in the paper."""
+    n = paper().get("docs", {}).get(task)
+    return None if n is None else int(n)
+
+
 def table2() -> list[dict[str, Any]]:
     """Table 2's rows in the paper's order; pairwise columns in %, pointwise columns as Pearson r."""
     return [dict(r) for r in paper()["table2"]]

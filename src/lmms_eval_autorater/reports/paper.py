@@ -3,6 +3,7 @@
 from lmms_eval_autorater.catalog.paper import (
     PAPER_FILE,
     citation,
+    full_docs,
     grid_row,
     grid_subsets,
     paper,
@@ -11,4 +12,14 @@ from lmms_eval_autorater.catalog.paper import (
     table3,
 )
 
-__all__ = ["PAPER_FILE", "citation", "grid_row", "grid_subsets", "paper", "table2", "table2_row", "table3"]
+__all__ = [
+    "PAPER_FILE",
+    "citation",
+    "full_docs",
+    "grid_row",
+    "grid_subsets",
+    "paper",
+    "table2",
+    "table2_row",
+    "table3",
+]

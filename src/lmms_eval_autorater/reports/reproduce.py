@@ -24,6 +24,7 @@ from typing import Any
 
 from lmms_eval_autorater.catalog import models as catalog_models
 from lmms_eval_autorater.catalog.models import default_args
+from lmms_eval_autorater.errors import UsageError
 from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.table import row_spec
@@ -89,15 +90,51 @@ def _join_args(*parts: str) -> str:
     return ",".join(p for p in parts if p)
 
 
+def _merge_args(base: str, extra: str) -> str:
+    """``base`` with the ``k=v`` items of ``extra``: a key of both takes ``extra``'s value, a new key is added."""
+    merged = parse_model_args(base, strict=False)
+    merged.update(parse_model_args(extra))
+    return ",".join(f"{k}={v}" for k, v in merged.items())
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """``--model_args KEY=ARGS`` items as {key: args}; KEY is a paper row name or a planned lmms-eval model.
+
+    A bad item (no ``=``, an unknown key, an ARGS that is not ``k=v,...``) is a ``UsageError`` naming it.
+    """
+    rows = [r["row"] for r in paper_data.table2()]
+    models = sorted({row_spec(r)[0] for r in rows})
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, args = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not args.strip():
+            raise UsageError(f"--model_args {item!r}: expected ROW=K=V,... or MODEL=K=V,...")
+        if key not in rows and key not in models:
+            raise UsageError(
+                f"--model_args {item!r}: {key!r} is neither a Table 2 row ({', '.join(rows)}) "
+                f"nor a planned model ({', '.join(models)})"
+            )
+        try:
+            parse_model_args(args)
+        except ValueError as exc:
+            raise UsageError(f"--model_args {item!r}: {exc}") from None
+        out[key] = _merge_args(out.get(key, ""), args)
+    return out
+
+
 def plan_jobs(
     rows: Sequence[str] | None = None,
     tasks: Sequence[str] | None = None,
     checkpoints: dict[str, str] | None = None,
     limit: int | None = None,
     judge_args: str = "",
+    overrides: dict[str, str] | None = None,
 ) -> list[Job]:
     """The jobs of Table 2 (selected rows and tasks), before any check; ``judge_args`` (``k=v,k=v``) are
-    added to every AutoRater judge's model args (e.g. ``concurrency=32`` or a proxy's ``base_url=``)."""
+    added to every AutoRater judge's model args (e.g. ``concurrency=32`` or a proxy's ``base_url=``);
+    ``overrides`` (``parse_overrides``) merge into the model args of one lmms-eval model's jobs, then of one
+    row's (e.g. a local server's ``base_url=``, a local ``pretrained=`` or ``checkpoint=``)."""
     columns = list(paper_data.paper()["columns"])
     tasks = list(tasks or columns)
     bad = [t for t in tasks if t not in columns]
@@ -152,6 +189,10 @@ def plan_jobs(
         for job in jobs:
             if job.model in JUDGE_MODELS:
                 job.model_args = _join_args(job.model_args, judge_args)
+    for job in jobs:
+        for key in (job.model, job.row):
+            if key in (overrides or {}):
+                job.model_args = _merge_args(job.model_args, overrides[key])
     return jobs
 
 
@@ -423,6 +464,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="added to every AutoRater judge's model args (concurrency=, cache_dir=, base_url=)")  # fmt: skip
     parser.add_argument("--checkpoint", action="append", default=[], metavar="tools|notools=PATH",
                         help="fine-tuned InternVL checkpoints for the two fine-tuned rows")  # fmt: skip
+    parser.add_argument("--model_args", action="append", default=[], metavar="ROW|MODEL=K=V,...",
+                        help="merged into the model args of one row (its paper name) or of every row of one "
+                        "lmms-eval model: a local server's base_url=, local weights (pretrained=, checkpoint=)")  # fmt: skip
 
 
 def _fmt_estimate(job: Job) -> str:
@@ -487,7 +531,12 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.output).resolve()  # the state file's paths hold from any working folder
     try:
         jobs = plan_jobs(
-            args.rows, args.tasks, _parse_checkpoints(args.checkpoint), args.limit, args.judge_args
+            args.rows,
+            args.tasks,
+            _parse_checkpoints(args.checkpoint),
+            args.limit,
+            args.judge_args,
+            parse_overrides(args.model_args),
         )
     except (KeyError, ValueError) as exc:
         raise UsageError(str(exc.args[0] if exc.args else exc)) from None

@@ -491,6 +491,7 @@ def table_json(table: Table) -> dict[str, Any]:
                 "diff_from_paper": None if ours is None or prow.get(task) is None else ours - prow[task],
                 "counts": {k: cell.task_run.metrics.get(k) for k in _count_fields()},
                 "n_docs": cell.task_run.n_docs,
+                **_partial(cell.task_run.n_docs, task),
                 "subset": cell.subset,
                 "paper_subset": "+".join(prow["grid"][task]) if prow.get("grid") else None,
                 "mark": marks.get((prow["row"], task)),
@@ -520,6 +521,19 @@ def table_json(table: Table) -> dict[str, Any]:
     }
 
 
+def _partial(n_docs: int | None, task: str) -> dict[str, Any]:
+    """``full_docs`` (the benchmark's size, catalog/paper.yaml) and ``partial``: the run judged another
+    number of docs (``--limit``, a subset of the data), so its value is no like-for-like match of the paper's
+    and ``diff_from_paper`` is not shown against it (md, tex, png) and is flagged in json and csv."""
+    full = paper_data.full_docs(task)
+    return {"full_docs": full, "partial": n_docs is not None and full is not None and n_docs != full}
+
+
+def _docs_of(c: dict[str, Any]) -> str:
+    """``6/444 docs``: the doc count of a partial cell against the benchmark's full size."""
+    return f"{c['n_docs']}/{c['full_docs']} docs"
+
+
 def _vs_base_json(cell: Cell) -> dict[str, Any] | None:
     if cell.vs_base is None:
         return None
@@ -546,6 +560,10 @@ def _md_cell(c: dict[str, Any], task: str, tex: bool = False) -> str:
     paper = c["paper"]
     diff = c["diff_from_paper"]
     parts = [text, ci, f"paper {_fmt(paper, task)} ({_fmt(diff, task, signed=True)})", _scored(c)]
+    if c["partial"]:  # first and bold; the paper's number stands without a difference
+        mark = f"PARTIAL {_docs_of(c)}"
+        parts[2] = f"paper {_fmt(paper, task)} (not comparable: {_docs_of(c)})"
+        parts.insert(0, f"\\textbf{{{mark}}}" if tex else f"**{mark}**")
     if c["subset"]:
         subset = c["subset"] + ("" if c["subset"] == c["paper_subset"] else f"; paper: {c['paper_subset']}")
         parts.append(f"{{{subset}}}" if not tex else f"\\{{{subset}\\}}")
@@ -588,7 +606,8 @@ def write_markdown(data: dict[str, Any], path: Path) -> None:
         "",
         "Each cell: our value [95% CI], the paper's value (our difference), the specialist subset of Grid rows, "
         "and for AutoRater rows the paired difference from the base VLM [95% paired bootstrap CI over the same "
-        "docs, clustered by prompt/set]. **Bold**: best of our values per column; <ins>underlined</ins>: second.",
+        "docs, clustered by prompt/set]. **Bold**: best of our values per column; <ins>underlined</ins>: second. "
+        "**PARTIAL n/N docs**: a run on n of the benchmark's N docs; its difference from the paper is not shown.",
         "",
         "| row | " + " | ".join(f"{t} ({_unit_label(t)})" for t in cols) + " |",
         "|---|" + "---|" * len(cols),
@@ -637,6 +656,7 @@ def _count_fields() -> tuple[str, ...]:
 CSV_FIELDS = (
     "row", "task", "metric", "unit", "value", "ci_low", "ci_high", "paper", "diff_from_paper",
     "vs_base", "vs_base_ci_low", "vs_base_ci_high", "vs_base_within_noise", "subset", "mark", "n_docs",
+    "full_docs", "partial",
     *_count_fields(), "results_file",
 )  # fmt: skip
 
@@ -675,6 +695,8 @@ def write_csv(data: dict[str, Any], path: Path) -> None:
                         "subset": c["subset"] or "",
                         "mark": c["mark"] or "",
                         "n_docs": c["n_docs"],
+                        "full_docs": c["full_docs"],
+                        "partial": c["partial"],
                         **{k: _repr(c["counts"].get(k)) for k in _count_fields()},
                         "results_file": c["results_file"],
                     },
@@ -713,16 +735,18 @@ def write_figures(data: dict[str, Any], out: Path) -> list[Path]:
                     capsize=3,
                     label="ours (95% CI)" if y == 0 else None,
                 )
-            if c["paper"] is not None:
+            if c["paper"] is not None:  # hollow beside a partial run: shown, not set against it
                 ax.plot(
                     [c["paper"]],
                     [y],
                     marker="D",
                     color="C3",
+                    markerfacecolor="none" if c["partial"] else "C3",
                     linestyle="none",
                     label="paper" if y == 0 else None,
                 )
-        ax.set_yticks(range(len(rows)), [name for name, _ in rows])
+        labels = [f"{name}\nPARTIAL {_docs_of(c)}" if c["partial"] else name for name, c in rows]
+        ax.set_yticks(range(len(rows)), labels)
         ax.invert_yaxis()
         ax.set_xlabel(_unit_label(task))
         ax.set_title(f"Table 2: {task}")
