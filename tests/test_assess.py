@@ -339,10 +339,8 @@ def test_assess_command_served_then_judge_asks_no_specialist(tmp_path, data):
         assert len(server.requests) == 2 * n_images
 
         text = cli(*argv[:-1], env=env)
-        assert (
-            "QS: %d distinct inputs: %d already cached, 0 assessed, failed: none" % (n_images, n_images)
-            in text.stdout
-        )
+        want = f"QS: {n_images} distinct inputs: {n_images} already cached, 0 assessed, failed: none"
+        assert want in text.stdout
 
         judge_args = {
             "model": "judge-1",
@@ -438,7 +436,15 @@ def test_served_equals_in_process_on_the_same_checkpoint(tmp_path, qsit_folder, 
     scorer = QSiTScorer(qsit_folder, device="cpu", dtype="float32", batch_size=1)
     describer = AesExpert(model=str(llava["converted"]), device="cpu", dtype="float32", batch_size=1)
 
+    scorer.load()
+    describer.load()
+    lock = threading.Lock()  # the server answers in threads; one model call at a time
+
     def stand_in(request_json):
+        with lock:
+            return answer(request_json)
+
+    def answer(request_json):
         url = next(p["image_url"]["url"] for m in request_json["messages"] if isinstance(m["content"], list)
                    for p in m["content"] if p["type"] == "image_url")  # fmt: skip
         image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))

@@ -15,7 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from lmms_eval_autorater.errors import InputError, first_line
+from lmms_eval_autorater.errors import (
+    CacheError,
+    CheckpointError,
+    ConfigError,
+    InputError,
+    UsageError,
+    first_line,
+)
 from lmms_eval_autorater.images import image_sha256, read_image_bytes
 from lmms_eval_autorater.kvstore import SqliteStore, content_key, default_cache_dir
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistInput, SpecialistSpec
@@ -241,6 +248,8 @@ class SpecialistPool:
         """One batch; when it raises, each input alone, so that only the inputs that fail are failures."""
         try:
             return sp.assess_many(items)
+        except (ConfigError, CacheError, CheckpointError, UsageError):
+            raise  # the run's setup is wrong (a server that never answers, a damaged cache): stop, say it
         except Exception as exc:  # a model error or a bad decode: that input fails, the pass goes on
             if len(items) == 1:
                 log.warning("specialist %s failed on %s: %s", code, items[0].image, first_line(exc))
