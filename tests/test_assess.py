@@ -480,3 +480,43 @@ def test_served_equals_in_process_on_the_same_checkpoint(tmp_path, qsit_folder, 
             assert all(
                 g.version == f"{w.version}:served:{served.specialist(code).server}" for g, w in zip(got, want)
             )
+
+
+def test_estimate_prepass_wall_time_from_measured_cost(tmp_path, data):
+    """``estimate --gpus N``: the pre-pass left (inputs not cached) times the per-input seconds measured in
+    the cache rows of the same specialist version, over N; unknown for a specialist never measured."""
+    from lmms_eval_autorater.experiments.estimate import estimate_run, table
+
+    root, docs = data
+    env = {"AUTORATER_DATA_DIR": str(root), "AUTORATER_CACHE_DIR": str(tmp_path / "cache")}
+    n = len({d["image_1"] for d in docs["imagereward_point"]})
+    with OpenAIServer(rule) as server:
+        margs = ",".join(f"{k}={v}" for k, v in served_args(server.url).items())
+        done = cli(
+            "assess",
+            "--tasks",
+            "imagereward_point",
+            "--tools",
+            "QS",
+            "--limit",
+            "3",
+            "--model_args",
+            margs,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr
+        measured = [v["seconds"] for v in rows(tmp_path / "cache" / "assessments.sqlite").values()]
+        assert len(measured) == 3 and all(s > 0 for s in measured)
+        args = {"model": "judge-1", "base_url": server.url, "tools": "AE+QS", "cache_dir": str(tmp_path / "cache"),
+                **served_args(server.url)}  # fmt: skip
+        out = estimate_run("autorater_openai", args, ["imagereward_point"], docs=docs, gpus=2)
+    pre = out["prepass"]
+    qs = pre["specialists"]["QS"]
+    assert (qs["unique_inputs"], qs["cached"], qs["left"], qs["measured_inputs"]) == (n, 3, n - 3, 3)
+    mean = sum(measured) / 3
+    assert qs["seconds_per_input"] == pytest.approx(mean, rel=1e-4)
+    assert qs["wall_seconds"] == pytest.approx((n - 3) * mean / 2, rel=1e-4)
+    ae = pre["specialists"]["AE"]
+    assert (ae["left"], ae["seconds_per_input"], ae["wall_seconds"]) == (n, None, None)
+    assert pre["wall_seconds"] is None
+    assert "specialist pre-pass on 2 GPU(s): unknown: AE 7 left (unknown); QS 4 left" in table(out)

@@ -258,6 +258,50 @@ def summary_text(result: dict) -> str:
     return "\n".join(lines)
 
 
+def prepass_estimate(pool: Any, reqs: list[Any], tools: str, gpus: int = 1) -> dict:
+    """The wall time of the pre-pass of ``reqs`` on ``gpus`` processes, from the per-input cost measured in
+    the assessment cache (each row keeps its batch's seconds per input): per code, the distinct inputs, how
+    many are cached, how many are left, the measured mean (and on how many inputs) and the estimate
+    ``left * seconds / gpus`` (shards differ by one input at most); unknown (None) where nothing of that
+    specialist version was measured. Nothing runs and no model loads; the inputs' images are hashed."""
+    from lmms_eval_autorater.judges.judge import check_inputs
+    from lmms_eval_autorater.specialists.registry import SPECS
+
+    if gpus < 1:
+        raise UsageError(f"--gpus must be >= 1, got {gpus}")
+    good = [r for r, p in zip(reqs, check_inputs(reqs)) if p is None]
+    by_kind = plan_codes(tools, sorted({r.task_kind for r in good}) or ["generation"])
+    per_code: dict[str, dict] = {}
+    for code in SPECS:
+        mine = [r for r in good if code in by_kind.get(r.task_kind, [])]
+        if not mine:
+            continue
+        from lmms_eval_autorater.judges.pipeline import SpecialistAssessor
+
+        items, _ = SpecialistAssessor.inputs(mine)
+        sp = pool.specialist(code)
+        keys = {k for k in pool._keys(sp, items)[0] if k is not None}
+        cached = len(pool.cache.get_many(list(keys), code))
+        seconds, measured = pool.cache.measured_seconds(sp.version)
+        left = len(keys) - cached
+        per_code[code] = {
+            "unique_inputs": len(keys),
+            "cached": cached,
+            "left": left,
+            "seconds_per_input": seconds,
+            "measured_inputs": measured,
+            "wall_seconds": None if seconds is None else left * seconds / gpus,
+        }
+    walls = [c["wall_seconds"] for c in per_code.values()]
+    return {
+        "gpus": gpus,
+        "specialists": per_code,
+        "wall_seconds": None if any(w is None for w in walls) else sum(walls),
+        "note": "from the measured per-input cost in the assessment cache (batch seconds / batch size) of "
+        "the same specialist version; unknown where none is measured: run `assess --limit 50` first",
+    }
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -341,6 +385,7 @@ __all__ = [
     "combine",
     "plan_codes",
     "prepass",
+    "prepass_estimate",
     "rank_device",
     "run",
     "summary_text",
