@@ -291,7 +291,8 @@ class RecordedRequest:
 class OpenAIServer:
     """An OpenAI-compatible server in a background thread; use as a context manager.
 
-    ``responder(request_json) -> str | None`` gives the answer text (None: null content).
+    ``responder(request_json) -> str | None`` gives the answer text (None: null content); it may instead
+    return ``{"content": str, "logprobs": {...}}`` to answer with the choice's ``logprobs`` as well.
     ``latency`` seconds are slept before each answer. ``inject(fault, times, match)`` scripts
     faults for the next ``times`` requests selected by ``match`` (any, if None). ``outage(match)``
     fails every selected request with 503 until ``end_outage``. ``fault_rates`` ({status: rate})
@@ -704,6 +705,9 @@ class OpenAIServer:
                     text = "" if fault.kind == "empty" else None
                 else:
                     text = server.responder(req)
+                logprobs = None
+                if isinstance(text, dict):  # a responder may give the content and the choice's logprobs
+                    text, logprobs = text.get("content"), text.get("logprobs")
                 n_images = len(image_urls(req))
                 if server.count_tokens == "openai":
                     prompt_tokens = openai_counted_prompt_tokens(req)
@@ -720,7 +724,7 @@ class OpenAIServer:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": text, "refusal": None},
-                            "logprobs": None,
+                            "logprobs": logprobs,
                             "finish_reason": "stop",
                         }
                     ],

@@ -18,6 +18,7 @@ PROG = "lmms-eval-autorater"
 COMMANDS = {
     "grid": "lmms_eval_autorater.experiments.grid",
     "estimate": "lmms_eval_autorater.experiments.estimate",
+    "assess": "lmms_eval_autorater.experiments.assess",
     "synthesize": "lmms_eval_autorater.training.synthesize",
     "train": "lmms_eval_autorater.training.train",
     "ablation": "lmms_eval_autorater.experiments.ablation",

@@ -88,6 +88,7 @@ def estimate_run(
     max_size: int = DEFAULT_MAX_SIZE,
     eta: int = DEFAULT_ETA,
     min_groups: int = DEFAULT_MIN_GROUPS,
+    gpus: int | None = None,
 ) -> dict:
     """The plan of ``lmms-eval --model model --model_args ... --tasks ...``: calls, cached calls, tokens and
     USD (direct and batch), in total and per task under ``tasks`` (the ``estimate --json`` object).
@@ -159,6 +160,20 @@ def estimate_run(
     }
     if grid is not None:
         out["grid_settings"] = {"max_size": max_size, "eta": eta, "min_groups": min_groups}
+    if gpus is not None and (cfg.tools or grid is not None):
+        from lmms_eval_autorater.experiments.assess import prepass_estimate
+        from lmms_eval_autorater.judges.factory import build_pool
+
+        every_req = [
+            doc_to_request(d, name, i)
+            for name in names
+            for i, d in enumerate(
+                (docs[name] if docs is not None and name in docs else build_docs(name))[:limit]
+            )
+        ]
+        tools = "all" if grid is not None or cfg.tools == "auto" else cfg.tools
+        tools = tools if isinstance(tools, str) else "+".join(tools)
+        out["prepass"] = prepass_estimate(pool or build_pool(cfg), every_req, tools, gpus)
     if not est.local:
         from lmms_eval_autorater.judges import prices
 
@@ -202,6 +217,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_MIN_GROUPS,
         help="with --grid halving: prompts/sets in the first round",
     )
+    parser.add_argument(
+        "--gpus",
+        type=int,
+        default=None,
+        help="also estimate the wall time of the specialist pre-pass (assess) on N GPUs, from the per-input "
+        "cost measured in the assessment cache",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
 
 
@@ -236,6 +258,15 @@ def table(result: dict) -> str:
     if errs:
         lines.append(f"input errors: {errs} docs whose images do not open (not sent, not counted)")
     lines += [f"- {n}" for n in result["notes"]]
+    pre = result.get("prepass")
+    if pre:
+        parts = []
+        for code, c in pre["specialists"].items():
+            sec = "unknown" if c["seconds_per_input"] is None else f"{c['seconds_per_input']:.3g}s/input"
+            parts.append(f"{code} {c['left']} left ({sec})")
+        wall = "unknown" if pre["wall_seconds"] is None else f"{pre['wall_seconds'] / 60:,.1f} min"
+        lines.append(f"specialist pre-pass on {pre['gpus']} GPU(s): {wall}: " + "; ".join(parts))
+        lines.append(f"- {pre['note']}")
     return "\n".join(lines)
 
 
@@ -260,6 +291,7 @@ def run(args: argparse.Namespace) -> int:
             max_size=args.max_size,
             eta=args.eta,
             min_groups=args.min_groups,
+            gpus=args.gpus,
         )
     except UsageError:
         raise

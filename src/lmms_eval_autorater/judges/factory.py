@@ -27,9 +27,11 @@ from lmms_eval_autorater.judges.args import (
     as_float,
     as_int,
     as_opt_float,
+    check_base_url,
     check_known,
     parse_tools,
 )
+from lmms_eval_autorater.specialists.registry import servable
 
 #: judge name -> preset (the paper's variants included); the names are the lmms-eval model ids, and both
 #: come from the model catalog (``catalog.models``)
@@ -51,6 +53,13 @@ COMMON_ARGS = frozenset(
         "max_image_pixels",
     }
     | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
+    | {f"{c.lower()}_base_url" for c in servable()}
+)
+#: the arguments of the specialists alone (the ``assess`` pre-pass: no judge is asked)
+SPECIALIST_ARGS = frozenset(
+    {"cache_dir", "specialist_device", "specialist_batch_size"}
+    | {f"{c.lower()}_model" for c in SPECIALIST_CODES}
+    | {f"{c.lower()}_base_url" for c in servable()}
 )
 API_ARGS = frozenset(
     {
@@ -102,6 +111,9 @@ class JudgeConfig:
     specialist_models: dict[str, str] = field(default_factory=dict)
     specialist_device: str | None = None
     specialist_batch_size: int = 8
+    #: code -> base URL of the OpenAI-compatible server that serves it (``ae_base_url=``, ``qs_base_url=``);
+    #: its ``<code>_model`` is then the served model name
+    specialist_servers: dict[str, str] = field(default_factory=dict)
     backend: dict[str, Any] = field(default_factory=dict)
     runner: dict[str, Any] = field(default_factory=dict)
     #: API judges: send prompts as Batch API jobs (``judges/batch``) instead of direct calls
@@ -162,6 +174,7 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         },
         specialist_device=kw.get("specialist_device") or None,
         specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
+        specialist_servers=specialist_servers(kw),
         args=kw,
         variant=entry.tools,
         max_image_bytes=None
@@ -178,6 +191,45 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
     else:
         _local_config(cfg, preset, kw)
     return cfg
+
+
+def specialist_servers(kw: Mapping[str, Any]) -> dict[str, str]:
+    """code -> server URL from ``ae_base_url=`` / ``qs_base_url=`` (a URL with credentials is refused)."""
+    out = {}
+    for code in servable():
+        name = f"{code.lower()}_base_url"
+        url = kw.get(name)
+        if url in (None, ""):
+            continue
+        check_base_url(str(url), name)
+        if not str(url).startswith(("http://", "https://")):
+            raise ModelArgError(
+                f"model argument {name}={url!r}: expected an http(s) URL, e.g. http://host:8000/v1"
+            )
+        out[code] = str(url)
+    return out
+
+
+def specialist_config(args: Mapping[str, Any] | None = None) -> JudgeConfig:
+    """Validated specialist arguments alone (the ``assess`` pre-pass, which asks no judge): the same names
+    and checks as a judge's (``*_model``, ``*_base_url``, ``specialist_device``, ``specialist_batch_size``,
+    ``cache_dir``); anything else is a ``ModelArgError`` naming it."""
+    kw = dict(args or {})
+    check_known("assess", kw, set(SPECIALIST_ARGS))
+    return JudgeConfig(
+        name="assess",
+        kind="local",
+        cache_dir=kw.get("cache_dir") or None,
+        specialist_models={
+            c: str(kw[f"{c.lower()}_model"])
+            for c in SPECIALIST_CODES
+            if kw.get(f"{c.lower()}_model") not in (None, "")
+        },
+        specialist_device=kw.get("specialist_device") or None,
+        specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
+        specialist_servers=specialist_servers(kw),
+        args=kw,
+    )
 
 
 #: what a variant's fixed tools mean as a ``tools=`` value (``grid`` judges with none until a task is known)
@@ -390,6 +442,16 @@ def build_pool(cfg: JudgeConfig) -> Any:
     kwargs_by_code: dict[str, dict] = {c: {"model": m} for c, m in cfg.specialist_models.items()}
     for code in SPECIALIST_CODES:
         kwargs_by_code.setdefault(code, {})["batch_size"] = cfg.specialist_batch_size
+    if cfg.specialist_servers:
+        from lmms_eval_autorater.judges.served import build_transport
+        from lmms_eval_autorater.specialists.registry import SPECS
+
+        for code, url in cfg.specialist_servers.items():
+            # the served model name: <code>_model=, else the catalog checkpoint (what vLLM names it by default)
+            model = cfg.specialist_models.get(code) or SPECS[code].default_model
+            kwargs_by_code[code].update(
+                model=model, base_url=url, transport=build_transport(model, url, cfg.runner)
+            )
     cache = AssessmentCache(cfg.cache_file("assessments.sqlite"))
     return SpecialistPool(kwargs_by_code, device=cfg.specialist_device, cache=cache)
 
@@ -458,5 +520,6 @@ __all__ = [
     "build_judge",
     "build_pool",
     "judge_config",
+    "specialist_config",
     "judge_names",
 ]

@@ -188,7 +188,9 @@ class SpecialistAssessor:
         self.pool = pool
         self.release_after = release_after
 
-    def __call__(self, code: str, reqs: list[JudgeRequest]) -> list[tuple[Assessment, ...]]:
+    @staticmethod
+    def inputs(reqs: list[JudgeRequest]) -> tuple[list[Any], list[tuple[int, int]]]:
+        """Every candidate of every request as a ``SpecialistInput``, with its (request, candidate) owner."""
         from lmms_eval_autorater.specialists.base import SpecialistInput
 
         items, owners = [], []
@@ -196,6 +198,29 @@ class SpecialistAssessor:
             for k, cand in enumerate(req.candidates, start=1):
                 items.append(SpecialistInput(req.request, cand, req.source))
                 owners.append((j, k))
+        return items, owners
+
+    def fill(
+        self,
+        code: str,
+        reqs: list[JudgeRequest],
+        *,
+        rank: int = 0,
+        world: int = 1,
+        barrier: Any = None,
+        progress: bool = True,
+    ) -> Any:
+        """The pre-pass of ``__call__`` without the verdicts: fill the cache for ``code`` over ``reqs``, this
+        process taking its shard of what is missing (``SpecialistPool.fill``); returns its ``FillStats``."""
+        items, _ = self.inputs(reqs)
+        try:
+            return self.pool.fill(code, items, rank=rank, world=world, barrier=barrier, progress=progress)
+        finally:
+            if self.release_after:
+                self.pool.release(code)
+
+    def __call__(self, code: str, reqs: list[JudgeRequest]) -> list[tuple[Assessment, ...]]:
+        items, owners = self.inputs(reqs)
         results = self.pool.assess(code, items)
         if (
             self.release_after

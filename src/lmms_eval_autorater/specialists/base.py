@@ -55,6 +55,9 @@ class SpecialistSpec:
     #: a typical output (value, text), standing for an uncached one in the cost estimate
     typical_value: float | None = None
     typical_text: str | None = None
+    #: ``module:Class`` of the same specialist behind an OpenAI-compatible server (``<code>_base_url=``);
+    #: None when it cannot be served
+    served_class_path: str | None = None
 
     def __post_init__(self) -> None:
         if not self.model_arg:

@@ -7,15 +7,28 @@ same input, across runs and across judges sharing the cache file.
 
 from __future__ import annotations
 
+import logging
 import os
+import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from lmms_eval_autorater.errors import (
+    CacheError,
+    CheckpointError,
+    ConfigError,
+    InputError,
+    UsageError,
+    first_line,
+)
 from lmms_eval_autorater.images import image_sha256, read_image_bytes
 from lmms_eval_autorater.kvstore import SqliteStore, content_key, default_cache_dir
 from lmms_eval_autorater.specialists.base import Specialist, SpecialistInput, SpecialistSpec
 from lmms_eval_autorater.specialists.types import Assessment
+
+log = logging.getLogger(__name__)
 
 
 class AssessmentCache:
@@ -54,23 +67,84 @@ class AssessmentCache:
             for k, v in self._store.get_many(keys).items()
         }
 
-    def put_many(self, items: dict[str, Assessment]) -> None:
-        """Store assessments (one transaction)."""
-        self._store.put_many(
-            {k: {"value": a.value, "text": a.text, "version": a.version} for k, a in items.items()}
+    def put_many(self, items: dict[str, Assessment], seconds: dict[str, float] | None = None) -> None:
+        """Store assessments (one transaction); ``seconds``: the measured wall time per input (its batch's
+        time over its size), kept for the pre-pass estimate (``measured_seconds``). Failures are never stored."""
+        seconds = seconds or {}
+        rows = {}
+        for k, a in items.items():
+            if a.failed:
+                continue
+            row = {"value": a.value, "text": a.text, "version": a.version}
+            if k in seconds:
+                row["seconds"] = round(float(seconds[k]), 6)
+            rows[k] = row
+        if rows:
+            self._store.put_many(rows)
+
+    def measured_seconds(self, version: str) -> tuple[float | None, int]:
+        """(mean measured seconds per input, how many inputs measured) of one specialist version."""
+        sql = (
+            f"SELECT avg(json_extract(value, '$.seconds')), count(*) FROM {self._store.table} "
+            "WHERE json_extract(value, '$.version') = ? AND json_extract(value, '$.seconds') IS NOT NULL"
         )
+        mean, n = self._store._do(lambda c: c.execute(sql, (version,)).fetchone())
+        return (None if mean is None else float(mean)), int(n)
 
     def __len__(self) -> int:
         return len(self._store)
+
+
+def failure(code: str, version: str, exc: BaseException, reason: str | None = None) -> Assessment:
+    """The assessment that stands for a specialist failing on one input (``Assessment.error``)."""
+    if reason is None:
+        reason = "input_error" if isinstance(exc, InputError) else "model_error"
+    return Assessment(code=code, version=version, error=f"{reason}: {type(exc).__name__}: {first_line(exc)}")
+
+
+@dataclass
+class FillStats:
+    """What one process did in a pre-pass of one specialist (``SpecialistPool.fill``); summed over ranks."""
+
+    code: str
+    #: distinct inputs (by cache key) over every doc, found in the cache before the pass, left to assess
+    unique: int = 0
+    cached: int = 0
+    missing: int = 0
+    #: of the missing inputs, this process's shard; assessed (and cached) and failed, by reason
+    assigned: int = 0
+    assessed: int = 0
+    failed: Counter = field(default_factory=Counter)
+    #: inputs whose image could not be read to compute their key (each counted once, not in ``unique``)
+    unreadable: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "code": self.code,
+            "unique": self.unique,
+            "cached": self.cached,
+            "missing": self.missing,
+            "assigned": self.assigned,
+            "assessed": self.assessed,
+            "failed": dict(self.failed),
+            "unreadable": self.unreadable,
+            "seconds": round(self.seconds, 3),
+        }
 
 
 class SpecialistPool:
     """Specialists created on first use, each run only on inputs missing from the cache.
 
     ``kwargs_by_code`` maps a code to its constructor arguments (e.g. ``{"GD": {"model": ...}}``);
-    ``factory(code, **kwargs)`` replaces ``create_specialist`` (tests, custom specialists);
+    ``factory(code, **kwargs)`` replaces ``create_specialist`` (tests, custom specialists, served ones);
     ``invocations[code]`` counts inputs actually sent to the model, ``hits[code]`` distinct inputs
-    answered from the cache.
+    answered from the cache, ``failures[code]`` inputs the specialist failed on, by reason.
+
+    A specialist that fails on one input (a bad decode, a model error, a server that failed for good) fails
+    that input only: a batch that raises is run again one input at a time, each input that still fails gets
+    a failure ``Assessment`` (``error`` set, never cached, so a rerun tries it again) and the pass goes on.
+    Results are written to the cache batch by batch, so a killed pass resumes where it stopped.
     """
 
     def __init__(
@@ -86,6 +160,7 @@ class SpecialistPool:
         self.factory = factory
         self.invocations: Counter[str] = Counter()
         self.hits: Counter[str] = Counter()
+        self.failures: dict[str, Counter[str]] = {}
         self._specialists: dict[str, Specialist] = {}
 
     def specialist(self, code: str) -> Specialist:
@@ -100,29 +175,142 @@ class SpecialistPool:
             self._specialists[code] = (self.factory or create_specialist)(code, **kwargs)
         return self._specialists[code]
 
-    def assess(self, code: str, items: list[SpecialistInput]) -> list[Assessment]:
-        """Assessments for ``items`` in order: cached ones read back, the distinct misses run in batches."""
+    def _keys(
+        self, sp: Specialist, items: list[SpecialistInput]
+    ) -> tuple[list[str | None], dict[int, Assessment]]:
+        """Cache key per input; an input whose image cannot be read has no key and a failure instead."""
+        hashes: dict[str, str] = {}
+        keys: list[str | None] = []
+        failed: dict[int, Assessment] = {}
+        for i, item in enumerate(items):
+            try:
+                keys.append(AssessmentCache.key(sp.spec, sp.version, item, hashes))
+            except InputError as exc:
+                keys.append(None)
+                failed[i] = failure(sp.spec.code, sp.version, exc, "input_error")
+        return keys, failed
+
+    def assess(
+        self, code: str, items: list[SpecialistInput], progress: Callable[[int], None] | None = None
+    ) -> list[Assessment]:
+        """Assessments for ``items`` in order: cached ones read back, the distinct misses run in batches
+        (each batch cached as it finishes); a failed input gets a failure ``Assessment``."""
         code = code.upper()
         sp = self.specialist(code)
-        version = sp.version
-        hashes: dict[str, str] = {}
-        keys = [AssessmentCache.key(sp.spec, version, item, hashes) for item in items]
-        unique = dict(zip(keys, items, strict=True))  # first input per key; identical inputs run once
+        keys, unreadable = self._keys(sp, items)
+        self._count_failures(code, unreadable.values())
+        unique = {k: item for k, item in zip(keys, items, strict=True) if k is not None}
         found = self.cache.get_many(list(unique), code)
         self.hits[code] += len(found)
-        missing = [k for k in unique if k not in found]
-        if missing:
-            results = sp.assess_many([unique[k] for k in missing])
-            self.invocations[code] += len(missing)
-            fresh = {
-                k: Assessment(
-                    code=code, value=None if a.value is None else float(a.value), text=a.text, version=version
-                )
-                for k, a in zip(missing, results, strict=True)
-            }
-            self.cache.put_many(fresh)
-            found.update(fresh)
-        return [found[k] for k in keys]
+        missing = {k: unique[k] for k in unique if k not in found}
+        found.update(self._run(code, sp, missing, progress))
+        return [unreadable[i] if k is None else found[k] for i, k in enumerate(keys)]
+
+    def _run(
+        self,
+        code: str,
+        sp: Specialist,
+        todo: dict[str, SpecialistInput],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, Assessment]:
+        """Run ``sp`` over ``todo`` (key -> input) in batches, caching each batch as it finishes."""
+        out: dict[str, Assessment] = {}
+        if not todo:
+            return out
+        sp.load()  # a missing checkpoint or package stops the pass here, before any input
+        version = sp.version
+        pending = list(todo.items())
+        step = max(1, int(getattr(sp, "batch_size", 8) or 8))
+        for start in range(0, len(pending), step):
+            batch = pending[start : start + step]
+            t0 = time.perf_counter()
+            results = self._batch(code, sp, [item for _, item in batch])
+            per_input = (time.perf_counter() - t0) / len(batch)
+            fresh = {}
+            for (k, _), a in zip(batch, results, strict=True):
+                if not a.failed:
+                    a = Assessment(
+                        code=code,
+                        value=None if a.value is None else float(a.value),
+                        text=a.text,
+                        version=version,
+                    )
+                fresh[k] = a
+            self.invocations[code] += len(batch)
+            self._count_failures(code, fresh.values())
+            self.cache.put_many(fresh, seconds=dict.fromkeys(fresh, per_input))
+            out.update(fresh)
+            if progress is not None:
+                progress(len(batch))
+        return out
+
+    def _batch(self, code: str, sp: Specialist, items: list[SpecialistInput]) -> list[Assessment]:
+        """One batch; when it raises, each input alone, so that only the inputs that fail are failures."""
+        try:
+            return sp.assess_many(items)
+        except (ConfigError, CacheError, CheckpointError, UsageError):
+            raise  # the run's setup is wrong (a server that never answers, a damaged cache): stop, say it
+        except Exception as exc:  # a model error or a bad decode: that input fails, the pass goes on
+            if len(items) == 1:
+                log.warning("specialist %s failed on %s: %s", code, items[0].image, first_line(exc))
+                log.debug("specialist %s failure", code, exc_info=True)
+                return [failure(code, sp.version, exc)]
+        return [a for item in items for a in self._batch(code, sp, [item])]
+
+    def _count_failures(self, code: str, assessments) -> None:
+        for a in assessments:
+            if a.failed:
+                self.failures.setdefault(code, Counter())[a.error.split(":", 1)[0]] += 1
+
+    def fill(
+        self,
+        code: str,
+        items: list[SpecialistInput],
+        *,
+        rank: int = 0,
+        world: int = 1,
+        barrier: Callable[[], None] | None = None,
+        progress: bool = True,
+    ) -> FillStats:
+        """Fill the cache for ``items`` (a pre-pass): this process assesses its shard of what is missing.
+
+        The distinct inputs missing from the cache are sorted by key and dealt round-robin to ``world``
+        processes (``rank``'s share: ``missing[rank::world]``): disjoint and deterministic, split by what is
+        left. ``barrier`` (every process calls it) is passed once every process has looked the cache up,
+        so no process sees another's writes before it has taken its share.
+        """
+        from tqdm import tqdm
+
+        code = code.upper()
+        stats = FillStats(code)
+        sp = self.specialist(code)
+        keys, unreadable = self._keys(sp, items)
+        stats.unreadable = len(unreadable)
+        unique = {k: item for k, item in zip(keys, items, strict=True) if k is not None}
+        found = self.cache.get_many(list(unique), code)
+        stats.unique, stats.cached = len(unique), len(found)
+        missing = sorted(k for k in unique if k not in found)
+        stats.missing = len(missing)
+        if barrier is not None:
+            barrier()
+        shard = missing[rank::world]
+        stats.assigned = len(shard)
+        if shard:
+            sp.load()  # outside the timed pass: ``seconds`` is the assessing alone
+        t0 = time.perf_counter()
+        with tqdm(
+            total=len(shard),
+            desc=f"assess {code}" + (f" [rank {rank}/{world}]" if world > 1 else ""),
+            unit="input",
+            disable=not progress,
+        ) as bar:
+            done = self._run(code, sp, {k: unique[k] for k in shard}, bar.update)
+        stats.seconds = time.perf_counter() - t0
+        stats.assessed = sum(not a.failed for a in done.values())
+        stats.failed = Counter(a.error.split(":", 1)[0] for a in done.values() if a.failed)
+        if unreadable:
+            stats.failed["input_error"] += len(unreadable) if rank == 0 else 0
+        return stats
 
     def precompute(self, items_by_code: dict[str, list[SpecialistInput]]) -> dict[str, list[Assessment]]:
         """Run each specialist over all its inputs, then release it: one model in memory at a time."""

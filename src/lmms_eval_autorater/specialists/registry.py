@@ -48,6 +48,7 @@ SPECS: dict[str, SpecialistSpec] = {
             default_model=SPECIALIST_CHECKPOINTS["AE"],
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.ae:AesExpert",
+            served_class_path="lmms_eval_autorater.specialists.served:ServedAesExpert",
             name_parts=(("aes", "expert"),),
             # a critique of ~110 words (AesExpert answers in at most 200 tokens)
             typical_text=(
@@ -89,6 +90,7 @@ SPECS: dict[str, SpecialistSpec] = {
             default_model=SPECIALIST_CHECKPOINTS["QS"],
             extra="specialists",
             class_path="lmms_eval_autorater.specialists.qs:QSiT",
+            served_class_path="lmms_eval_autorater.specialists.served:ServedQSiT",
             name_parts=(("q", "sit"),),
             typical_value=0.618,
         ),
@@ -145,10 +147,22 @@ def applicable(task_kind: str) -> list[str]:
     return [code for code, spec in SPECS.items() if task_kind in spec.applies_to]
 
 
+def servable() -> list[str]:
+    """Codes of the specialists that can run behind an OpenAI-compatible server (``<code>_base_url=``)."""
+    return [code for code, spec in SPECS.items() if spec.served_class_path]
+
+
 def create_specialist(code: str, **kwargs) -> Specialist:
-    """Build the specialist for ``code`` (model not loaded yet); kwargs go to its constructor."""
+    """Build the specialist for ``code`` (model not loaded yet); kwargs go to its constructor. With
+    ``base_url`` (and a ``transport``), the served variant (``SpecialistSpec.served_class_path``)."""
     key = code.strip().upper()
     if key not in SPECS:
         raise ValueError(f"unknown specialist code {code!r}; known codes: {', '.join(SPECS)}")
-    cls = load_class(SPECS[key].class_path)
-    return cls(**kwargs)
+    spec = SPECS[key]
+    if kwargs.get("base_url"):
+        if not spec.served_class_path:
+            raise ValueError(f"specialist {key} cannot be served; servable: {', '.join(servable())}")
+        return load_class(spec.served_class_path)(**kwargs)
+    kwargs.pop("base_url", None)
+    kwargs.pop("transport", None)
+    return load_class(spec.class_path)(**kwargs)

@@ -31,9 +31,15 @@ def _reading(code: str) -> str:
     return f"range {_num(lo)}..{_num(hi)}{direction}"
 
 
+#: what the judge reads for an input the specialist failed on (its reason follows in brackets)
+MISSING = "missing (the specialist failed on this image: {reason})"
+
+
 def _cell(a: Assessment | None, numeric: bool) -> str:
     if a is None:
         return "n/a"
+    if a.failed:
+        return MISSING.format(reason=str(a.error).split(":", 1)[0].replace("_", " "))
     if numeric and a.value is not None:
         return f"{a.value:.3f}"
     if a.text:
