@@ -30,6 +30,16 @@ HPSV3_CHECKPOINT = "MizzenAI/HPSv3"
 HPSV3_BASE_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 IMAGEREWARD_CHECKPOINT = "THUDM/ImageReward"
 IMAGEREWARD_TOKENIZER = "bert-base-uncased"
+#: the reward models users compare against (issue 20)
+PICKSCORE_CHECKPOINT = "yuvalkirstain/PickScore_v1"
+#: PickScore's processor lives in LAION's CLIP-H repo (the authors' code loads it from there)
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+#: torchmetrics' default CLIPScore model
+CLIPSCORE_CHECKPOINT = "openai/clip-vit-large-patch14"
+#: HPSv2.1: the ``hpsv2`` package's file in its hub repo, on open_clip's ViT-H-14
+HPSV2_CHECKPOINT = "xswu/HPSv2"
+HPSV2_FILE = "HPS_v2.1_compressed.pt"
+HPSV2_ARCH = "ViT-H-14"
 #: Q-SiT: the QS specialist and the ``qsit`` baseline run the same checkpoint
 QSIT_CHECKPOINT = "zhangzicheng/q-sit"
 GROUNDING_DINO_CHECKPOINT = "IDEA-Research/grounding-dino-base"
@@ -85,6 +95,13 @@ class ModelEntry:
     #: variants: the judge they are a variant of, and the tools they fix
     base: str | None = None
     tools: VariantTools | None = None
+    #: scorers made for one task kind (``generation``: prompt and image; ``editing``: source, instruction,
+    #: edited image): a task of the other kind is refused at start. None: any task (the paper's baselines)
+    task_kind: Literal["generation", "editing"] | None = None
+
+    def applies_to(self, task_kind: str) -> bool:
+        """Whether this model scores tasks of ``task_kind`` (``generation`` or ``editing``)."""
+        return self.task_kind is None or self.task_kind == task_kind
 
     @property
     def is_judge(self) -> bool:
@@ -201,6 +218,40 @@ MODELS: dict[str, ModelEntry] = {
             open_weights=True,
             batch_size=8,
         ),
+        # the reward models users compare against (group REWARD_GROUP: rows beside Table 2, no paper numbers)
+        ModelEntry(
+            "pickscore",
+            "baseline",
+            f"{_BASELINES}:PickScoreModel",
+            defaults={"checkpoint": PICKSCORE_CHECKPOINT, "processor": PICKSCORE_PROCESSOR},
+            checkpoint=PICKSCORE_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+        ),
+        ModelEntry(
+            "hpsv2",
+            "baseline",
+            f"{_BASELINES}:HPSv2Model",
+            defaults={"checkpoint": HPSV2_CHECKPOINT, "arch": HPSV2_ARCH},
+            checkpoint=HPSV2_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+        ),
+        ModelEntry(
+            "clipscore",
+            "baseline",
+            f"{_BASELINES}:CLIPScoreModel",
+            defaults={"checkpoint": CLIPSCORE_CHECKPOINT},
+            checkpoint=CLIPSCORE_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+        ),
         _variant(_GPT4O, "all", "AutoraterGPT4oAll", "all"),
         _variant(_GPT4O, "auto", "AutoraterGPT4oAuto", "auto"),
         _variant(_GPT4O, "grid", "AutoraterGPT4oGrid", "grid"),
@@ -247,6 +298,15 @@ def baselines() -> list[ModelEntry]:
     return [e for e in MODELS.values() if e.kind == "baseline"]
 
 
+#: the ``paper_group`` of the reward models users compare against: rows beside Table 2 (no paper numbers)
+REWARD_GROUP = "reward_models"
+
+
+def reward_models() -> list[ModelEntry]:
+    """The reward models users compare against (PickScore, HPSv2.1, CLIPScore, ...), in catalog order."""
+    return [e for e in MODELS.values() if e.paper_group == REWARD_GROUP]
+
+
 def default_args(model_id: str) -> str:
     """A baseline's default checkpoint arguments as lmms-eval's ``k=v,k=v`` (empty for the judges)."""
     return ",".join(f"{k}={v}" for k, v in model_entry(model_id).defaults.items())
@@ -257,6 +317,7 @@ __all__ = [
     "INTERNVL_CHECKPOINT",
     "MODELS",
     "QSIT_CHECKPOINT",
+    "REWARD_GROUP",
     "SPECIALIST_CHECKPOINTS",
     "JudgePreset",
     "ModelEntry",
@@ -264,4 +325,5 @@ __all__ = [
     "default_args",
     "judges",
     "model_entry",
+    "reward_models",
 ]
