@@ -161,8 +161,11 @@ def run_upstream_clip(folder: Path, images: Path) -> dict:
     fast.model_max_length = 77
     fast.save_pretrained(str(folder))
     cfg = TINY_CLIP
-    config = CLIPConfig(text_config={**cfg["text_config"], "vocab_size": len(fast)}, vision_config=cfg["vision_config"],
-                        projection_dim=cfg["projection_dim"])
+    config = CLIPConfig(
+        text_config={**cfg["text_config"], "vocab_size": len(fast)},
+        vision_config=cfg["vision_config"],
+        projection_dim=cfg["projection_dim"],
+    )
     torch.manual_seed(0)
     model = CLIPModel(config).eval()
     pil = [Image.open(images / name) for name, *_ in IMAGES]
@@ -221,11 +224,10 @@ def run_upstream_clip(folder: Path, images: Path) -> dict:
 
 def run_upstream_hpsv2(folder: Path, images: Path) -> dict:
     """Tiny open_clip CLIP in hpsv2's checkpoint format; ``hpsv2.img_score.score`` on it."""
-    import torch
-    from PIL import Image
-
     import hpsv2.img_score as img_score
+    import torch
     from hpsv2.src.open_clip import create_model_and_transforms, factory
+    from PIL import Image
 
     factory._MODEL_CONFIGS["tiny-hps"] = TINY_OPEN_CLIP
     # the package's own call (img_score.initialize_model) with the tiny config and no download
@@ -248,7 +250,10 @@ def run_upstream_hpsv2(folder: Path, images: Path) -> dict:
         with_score_predictor=False,
         with_region_predictor=False,
     )
-    sd = {k: v.half() if v.is_floating_point() else v for k, v in _clip_draw(model.state_dict(), SEED + 11).items()}
+    sd = {
+        k: v.half() if v.is_floating_point() else v
+        for k, v in _clip_draw(model.state_dict(), SEED + 11).items()
+    }
     ckpt = folder / "HPS_v2.1_compressed.pt"
     torch.save({"state_dict": sd}, str(ckpt))
     (folder / "open_clip_config.json").write_text(json.dumps(TINY_OPEN_CLIP, indent=1) + "\n")
@@ -272,7 +277,8 @@ def upstream_main(out: Path) -> None:
     (FIXTURES / "hpsv2").mkdir(parents=True, exist_ok=True)
     result.update(run_upstream_hpsv2(FIXTURES / "hpsv2", images))
     result["upstream"] = {
-        p: md.version(p) for p in ("torch", "torchvision", "transformers", "tokenizers", "hpsv2", "torchmetrics")
+        p: md.version(p)
+        for p in ("torch", "torchvision", "transformers", "tokenizers", "hpsv2", "torchmetrics")
     }
     out.write_text(json.dumps(result))
 
@@ -318,7 +324,9 @@ def build(create: bool) -> None:
         "OMP_NUM_THREADS": "2",
         "PYTHONNOUSERSITE": "1",
     }
-    subprocess.run([str(py), str(Path(__file__).resolve()), "--upstream", "--out", str(tmp)], check=True, env=env)
+    subprocess.run(
+        [str(py), str(Path(__file__).resolve()), "--upstream", "--out", str(tmp)], check=True, env=env
+    )
     result = json.loads(tmp.read_text())
     tmp.unlink()
     common = {
@@ -327,7 +335,11 @@ def build(create: bool) -> None:
         "upstream": result["upstream"],
         "regenerate": "python scripts/make_reward_parity_fixtures.py --create-venv",
     }
-    for name, ckpt in (("pickscore", "clip"), ("clipscore", "clip"), ("hpsv2", "hpsv2/HPS_v2.1_compressed.pt")):
+    for name, ckpt in (
+        ("pickscore", "clip"),
+        ("clipscore", "clip"),
+        ("hpsv2", "hpsv2/HPS_v2.1_compressed.pt"),
+    ):
         data = {**common, "tolerance_abs": TOLERANCE[name], "checkpoint": ckpt, "cases": result[name]}
         if name == "pickscore":
             data["text_ids"] = result["text_ids"]

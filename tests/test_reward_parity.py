@@ -34,7 +34,9 @@ def _scorer(name: str, batch_size: int):
     if name == "pickscore":
         from lmms_eval_autorater.baselines.pickscore import PickScoreScorer
 
-        return PickScoreScorer(str(FIX / "clip"), processor=str(FIX / "clip"), device="cpu", batch_size=batch_size)
+        return PickScoreScorer(
+            str(FIX / "clip"), processor=str(FIX / "clip"), device="cpu", batch_size=batch_size
+        )
     if name == "clipscore":
         from lmms_eval_autorater.baselines.clipscore import CLIPScoreScorer
 

@@ -76,7 +76,11 @@ class CLIPEmbedder:
         )
         arg = "processor" if self.processor_ref != self.checkpoint else "checkpoint"
         self.tokenizer = _load(
-            AutoTokenizer.from_pretrained, self.processor_ref, arg, f"{self.WHAT} tokenizer", self.local_files_only
+            AutoTokenizer.from_pretrained,
+            self.processor_ref,
+            arg,
+            f"{self.WHAT} tokenizer",
+            self.local_files_only,
         )
         self.image_processor = _load(
             CLIPImageProcessorPil.from_pretrained,
@@ -104,7 +108,9 @@ class CLIPEmbedder:
             pil = [open_image(im).convert("RGB") for im in images[start : start + self.batch_size]]
             pixels = self.image_processor(images=pil, return_tensors="pt")["pixel_values"]
             with torch.inference_mode():
-                pooled = self.model.vision_model(pixel_values=pixels.to(self.device, self.dtype)).pooler_output
+                pooled = self.model.vision_model(
+                    pixel_values=pixels.to(self.device, self.dtype)
+                ).pooler_output
                 emb = self.model.visual_projection(pooled).float()
             rows.append(emb / emb.norm(p=2, dim=-1, keepdim=True))
         return torch.cat(rows).cpu()

@@ -139,7 +139,10 @@ class HPSv2Scorer:
         self.device = pick_device(self.device_arg)
         self.dtype = pick_dtype(self.device, self.dtype_arg)
         model.load_state_dict(
-            {k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device) for k, v in sd.items()},
+            {
+                k: v.to(self.device, self.dtype) if v.is_floating_point() else v.to(self.device)
+                for k, v in sd.items()
+            },
             strict=True,
             assign=True,
         )
@@ -168,7 +171,9 @@ class HPSv2Scorer:
         out: list[float] = []
         for start in range(0, len(images), self.batch_size):
             chunk_p = prompts[start : start + self.batch_size]
-            pixels = torch.stack([preprocess(im, self.image_size) for im in images[start : start + self.batch_size]])
+            pixels = torch.stack(
+                [preprocess(im, self.image_size) for im in images[start : start + self.batch_size]]
+            )
             with torch.inference_mode():
                 img = self.model.encode_image(pixels.to(self.device, self.dtype), normalize=True).float()
                 txt = self.model.encode_text(self.tokenizer(chunk_p).to(self.device), normalize=True).float()

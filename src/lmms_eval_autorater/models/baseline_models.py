@@ -10,9 +10,8 @@ is not a finite number is a counted failure of its doc (``parse_failures``), nev
 
 from __future__ import annotations
 
-from typing import Any
-
 import math
+from typing import Any
 
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
