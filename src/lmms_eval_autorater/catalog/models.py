@@ -98,6 +98,8 @@ class ModelEntry:
     #: scorers made for one task kind (``generation``: prompt and image; ``editing``: source, instruction,
     #: edited image): a task of the other kind is refused at start. None: any task (the paper's baselines)
     task_kind: Literal["generation", "editing"] | None = None
+    #: the reward models: the name of their row beside Table 2's (the paper's rows are named in paper.yaml)
+    row: str | None = None
 
     def applies_to(self, task_kind: str) -> bool:
         """Whether this model scores tasks of ``task_kind`` (``generation`` or ``editing``)."""
@@ -229,6 +231,7 @@ MODELS: dict[str, ModelEntry] = {
             open_weights=True,
             batch_size=16,
             task_kind="generation",
+            row="PickScore",
         ),
         ModelEntry(
             "hpsv2",
@@ -240,6 +243,7 @@ MODELS: dict[str, ModelEntry] = {
             open_weights=True,
             batch_size=16,
             task_kind="generation",
+            row="HPSv2.1",
         ),
         ModelEntry(
             "clipscore",
@@ -251,6 +255,7 @@ MODELS: dict[str, ModelEntry] = {
             open_weights=True,
             batch_size=16,
             task_kind="generation",
+            row="CLIPScore",
         ),
         _variant(_GPT4O, "all", "AutoraterGPT4oAll", "all"),
         _variant(_GPT4O, "auto", "AutoraterGPT4oAuto", "auto"),
