@@ -16,6 +16,7 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
+from tqdm import tqdm
 
 from lmms_eval_autorater.catalog.models import MODELS as CATALOG
 from lmms_eval_autorater.errors import UsageError, fatal_in_run
@@ -93,7 +94,12 @@ class BaselineScorerModel(lmms):
                 for ref in r.candidates:
                     unique.setdefault((r.request, r.source, ref), len(unique))
         keys = list(unique)
-        scores = self.score_keys(keys)
+        scores: list[float] = []
+        with tqdm(total=len(keys), desc=f"{self.NAME} scoring", unit="img") as bar:
+            for start in range(0, len(keys), self.batch_size):  # one batch at a time: a live progress bar
+                chunk = keys[start : start + self.batch_size]
+                scores.extend(self.score_keys(chunk))
+                bar.update(len(chunk))
         logger.info(
             f"{self.NAME}: scored {len(keys)} images for {len(reqs)} docs ({sum(e is not None for e in bad)} input errors)"
         )
