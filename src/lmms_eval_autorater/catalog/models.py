@@ -40,6 +40,10 @@ CLIPSCORE_CHECKPOINT = "openai/clip-vit-large-patch14"
 HPSV2_CHECKPOINT = "xswu/HPSv2"
 HPSV2_FILE = "HPS_v2.1_compressed.pt"
 HPSV2_ARCH = "ViT-H-14"
+#: EditReward on Qwen2.5-VL-7B (the authors' config EditReward-Qwen2.5-7B-VL.yaml); the MiMo-VL variant is the same
+#: architecture: checkpoint=TIGER-Lab/EditReward-MiMo-VL-7B-SFT-2508,base_model=XiaomiMiMo/MiMo-VL-7B-SFT-2508
+EDITREWARD_CHECKPOINT = "TIGER-Lab/EditReward-Qwen2.5-VL-7B"
+EDITREWARD_BASE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 #: Q-SiT: the QS specialist and the ``qsit`` baseline run the same checkpoint
 QSIT_CHECKPOINT = "zhangzicheng/q-sit"
 GROUNDING_DINO_CHECKPOINT = "IDEA-Research/grounding-dino-base"
@@ -256,6 +260,18 @@ MODELS: dict[str, ModelEntry] = {
             batch_size=16,
             task_kind="generation",
             row="CLIPScore",
+        ),
+        ModelEntry(
+            "editreward",
+            "baseline",
+            f"{_BASELINES}:EditRewardModel",
+            defaults={"checkpoint": EDITREWARD_CHECKPOINT, "base_model": EDITREWARD_BASE_MODEL},
+            checkpoint=EDITREWARD_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=2,
+            task_kind="editing",
+            row="EditReward",
         ),
         _variant(_GPT4O, "all", "AutoraterGPT4oAll", "all"),
         _variant(_GPT4O, "auto", "AutoraterGPT4oAuto", "auto"),

@@ -1,5 +1,5 @@
 """lmms-eval models of the released scorers: Table 2's ``hpsv3``, ``imagereward``, ``qsit``, and the reward
-models users compare against, ``pickscore``, ``hpsv2``, ``clipscore``.
+models users compare against, ``pickscore``, ``hpsv2``, ``clipscore`` and ``editreward`` (editing).
 
 Each scores every candidate image against the request: pointwise tasks get the score, pairwise
 tasks the image with the higher score (equal scores are a tie, handled by the task's tie policy).
@@ -251,4 +251,33 @@ class CLIPScoreModel(BaselineScorerModel):
             batch_size=self.batch_size,
             local_files_only=self.args.get("local_files_only"),
             dtype=self.args.get("dtype"),
+        )
+
+
+class EditRewardModel(BaselineScorerModel):
+    """``editreward``: EditReward (Qwen2.5-VL + two reward heads) on (instruction, source, edited) (editing tasks)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "base_model", "local_files_only", "dtype"}
+    NAME = "editreward"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.editreward import EditRewardScorer
+
+        return EditRewardScorer(
+            checkpoint=self.default("checkpoint"),
+            base_model=self.default("base_model"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
+
+    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+        missing = sum(src is None for _, src, _ in keys)
+        if missing:  # editing docs carry their source image; a doc without one is not an editing doc
+            raise UsageError(
+                f"{self.NAME}: {missing} candidate(s) have no source image (not an editing task?)"
+            )
+        return list(
+            self.scorer.score([p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys])
         )
