@@ -51,7 +51,7 @@ def test_dry_run_without_keys_skips_every_api_row(no_keys_offline, tmp_path, cap
             assert "judge calls / cost: local model: no API call, no API cost" in lines, head
             assert head.startswith("[SKIP]") and any("not in the Hugging Face cache" in x or "checkpoint" in x
                                                      for x in lines), head  # fmt: skip
-    assert "reproduce: 0 of 20 jobs can run; 20 skipped" in text
+    assert "reproduce: 0 of 24 jobs can run; 24 skipped" in text
     assert not (out / "runs").exists()  # a dry run starts nothing
 
 

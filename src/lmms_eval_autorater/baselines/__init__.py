@@ -1,4 +1,4 @@
-"""Preference-model baselines of Table 2 (ImageReward, HPSv3), re-implemented on transformers.
+"""Preference-model baselines (Table 2's ImageReward and HPSv3; the reward models PickScore, HPSv2.1, CLIPScore).
 
 Each scorer loads the official checkpoint (a hub id or a local file) into transformers' own
 classes and returns the upstream score, so that no upstream package becomes a dependency.
@@ -163,8 +163,9 @@ def load_state_dict(path: Path, *, what: str = "checkpoint") -> dict:
             sd = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle, zip, safetensors header and size errors all differ
         raise CheckpointError(f"{what}: cannot read {path} ({type(exc).__name__}: {exc})") from exc
-    if isinstance(sd, dict) and "model" in sd and isinstance(sd["model"], dict):
-        sd = sd["model"]
+    for wrapper in ("model", "state_dict"):  # training checkpoints (HPSv2's: {"state_dict": ...})
+        if isinstance(sd, dict) and isinstance(sd.get(wrapper), dict):
+            sd = sd[wrapper]
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise CheckpointError(f"{what}: {path} does not hold a flat state dict of tensors")
     return sd

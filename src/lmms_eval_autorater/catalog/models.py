@@ -30,6 +30,20 @@ HPSV3_CHECKPOINT = "MizzenAI/HPSv3"
 HPSV3_BASE_MODEL = "Qwen/Qwen2-VL-7B-Instruct"
 IMAGEREWARD_CHECKPOINT = "THUDM/ImageReward"
 IMAGEREWARD_TOKENIZER = "bert-base-uncased"
+#: the reward models users compare against (issue 20)
+PICKSCORE_CHECKPOINT = "yuvalkirstain/PickScore_v1"
+#: PickScore's processor lives in LAION's CLIP-H repo (the authors' code loads it from there)
+PICKSCORE_PROCESSOR = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
+#: torchmetrics' default CLIPScore model
+CLIPSCORE_CHECKPOINT = "openai/clip-vit-large-patch14"
+#: HPSv2.1: the ``hpsv2`` package's file in its hub repo, on open_clip's ViT-H-14
+HPSV2_CHECKPOINT = "xswu/HPSv2"
+HPSV2_FILE = "HPS_v2.1_compressed.pt"
+HPSV2_ARCH = "ViT-H-14"
+#: EditReward on Qwen2.5-VL-7B (the authors' config EditReward-Qwen2.5-7B-VL.yaml); the MiMo-VL variant is the same
+#: architecture: checkpoint=TIGER-Lab/EditReward-MiMo-VL-7B-SFT-2508,base_model=XiaomiMiMo/MiMo-VL-7B-SFT-2508
+EDITREWARD_CHECKPOINT = "TIGER-Lab/EditReward-Qwen2.5-VL-7B"
+EDITREWARD_BASE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 #: Q-SiT: the QS specialist and the ``qsit`` baseline run the same checkpoint
 QSIT_CHECKPOINT = "zhangzicheng/q-sit"
 GROUNDING_DINO_CHECKPOINT = "IDEA-Research/grounding-dino-base"
@@ -85,6 +99,15 @@ class ModelEntry:
     #: variants: the judge they are a variant of, and the tools they fix
     base: str | None = None
     tools: VariantTools | None = None
+    #: scorers made for one task kind (``generation``: prompt and image; ``editing``: source, instruction,
+    #: edited image): a task of the other kind is refused at start. None: any task (the paper's baselines)
+    task_kind: Literal["generation", "editing"] | None = None
+    #: the reward models: the name of their row beside Table 2's (the paper's rows are named in paper.yaml)
+    row: str | None = None
+
+    def applies_to(self, task_kind: str) -> bool:
+        """Whether this model scores tasks of ``task_kind`` (``generation`` or ``editing``)."""
+        return self.task_kind is None or self.task_kind == task_kind
 
     @property
     def is_judge(self) -> bool:
@@ -201,6 +224,55 @@ MODELS: dict[str, ModelEntry] = {
             open_weights=True,
             batch_size=8,
         ),
+        # the reward models users compare against (group REWARD_GROUP: rows beside Table 2, no paper numbers)
+        ModelEntry(
+            "pickscore",
+            "baseline",
+            f"{_BASELINES}:PickScoreModel",
+            defaults={"checkpoint": PICKSCORE_CHECKPOINT, "processor": PICKSCORE_PROCESSOR},
+            checkpoint=PICKSCORE_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+            row="PickScore",
+        ),
+        ModelEntry(
+            "hpsv2",
+            "baseline",
+            f"{_BASELINES}:HPSv2Model",
+            defaults={"checkpoint": HPSV2_CHECKPOINT, "arch": HPSV2_ARCH},
+            checkpoint=HPSV2_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+            row="HPSv2.1",
+        ),
+        ModelEntry(
+            "clipscore",
+            "baseline",
+            f"{_BASELINES}:CLIPScoreModel",
+            defaults={"checkpoint": CLIPSCORE_CHECKPOINT},
+            checkpoint=CLIPSCORE_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=16,
+            task_kind="generation",
+            row="CLIPScore",
+        ),
+        ModelEntry(
+            "editreward",
+            "baseline",
+            f"{_BASELINES}:EditRewardModel",
+            defaults={"checkpoint": EDITREWARD_CHECKPOINT, "base_model": EDITREWARD_BASE_MODEL},
+            checkpoint=EDITREWARD_CHECKPOINT,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=2,
+            task_kind="editing",
+            row="EditReward",
+        ),
         _variant(_GPT4O, "all", "AutoraterGPT4oAll", "all"),
         _variant(_GPT4O, "auto", "AutoraterGPT4oAuto", "auto"),
         _variant(_GPT4O, "grid", "AutoraterGPT4oGrid", "grid"),
@@ -247,6 +319,15 @@ def baselines() -> list[ModelEntry]:
     return [e for e in MODELS.values() if e.kind == "baseline"]
 
 
+#: the ``paper_group`` of the reward models users compare against: rows beside Table 2 (no paper numbers)
+REWARD_GROUP = "reward_models"
+
+
+def reward_models() -> list[ModelEntry]:
+    """The reward models users compare against (PickScore, HPSv2.1, CLIPScore, ...), in catalog order."""
+    return [e for e in MODELS.values() if e.paper_group == REWARD_GROUP]
+
+
 def default_args(model_id: str) -> str:
     """A baseline's default checkpoint arguments as lmms-eval's ``k=v,k=v`` (empty for the judges)."""
     return ",".join(f"{k}={v}" for k, v in model_entry(model_id).defaults.items())
@@ -257,6 +338,7 @@ __all__ = [
     "INTERNVL_CHECKPOINT",
     "MODELS",
     "QSIT_CHECKPOINT",
+    "REWARD_GROUP",
     "SPECIALIST_CHECKPOINTS",
     "JudgePreset",
     "ModelEntry",
@@ -264,4 +346,5 @@ __all__ = [
     "default_args",
     "judges",
     "model_entry",
+    "reward_models",
 ]

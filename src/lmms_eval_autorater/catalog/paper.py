@@ -32,17 +32,27 @@ def full_docs(task: str) -> int | None:
     return None if n is None else int(n)
 
 
+def reward_rows() -> list[dict[str, Any]]:
+    """The rows of the reward models users compare against (the model catalog's ``reward_models``), shown
+    beside the paper's: no published number, ``model`` naming their lmms-eval model."""
+    from lmms_eval_autorater.catalog.models import REWARD_GROUP, reward_models
+
+    return [{"row": e.row, "group": REWARD_GROUP, "model": e.id} for e in reward_models()]
+
+
 def table2() -> list[dict[str, Any]]:
-    """Table 2's rows in the paper's order; pairwise columns in %, pointwise columns as Pearson r."""
-    return [dict(r) for r in paper()["table2"]]
+    """Table 2's rows in the paper's order (pairwise columns in %, pointwise columns as Pearson r), then
+    the reward models' rows (``reward_rows``, no paper numbers)."""
+    return [dict(r) for r in paper()["table2"]] + reward_rows()
 
 
 def table2_row(name: str) -> dict[str, Any]:
-    """One row of Table 2 by its name as printed in the paper (e.g. ``"GPT-4o + All"``)."""
-    for row in paper()["table2"]:
+    """One row of Table 2 by its name as printed in the paper (e.g. ``"GPT-4o + All"``) or a reward model's row."""
+    rows = table2()
+    for row in rows:
         if row["row"] == name:
-            return dict(row)
-    known = ", ".join(r["row"] for r in paper()["table2"])
+            return row
+    known = ", ".join(r["row"] for r in rows)
     raise KeyError(f"no Table 2 row named {name!r}; known: {known}")
 
 

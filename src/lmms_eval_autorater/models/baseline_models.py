@@ -1,10 +1,11 @@
-"""lmms-eval models of the Table 2 baselines: ``hpsv3``, ``imagereward``, ``qsit``.
+"""lmms-eval models of the released scorers: Table 2's ``hpsv3``, ``imagereward``, ``qsit``, and the reward
+models users compare against, ``pickscore``, ``hpsv2``, ``clipscore`` and ``editreward`` (editing).
 
 Each scores every candidate image against the request: pointwise tasks get the score, pairwise
 tasks the image with the higher score (equal scores are a tie, handled by the task's tie policy).
-The raw scores go into the envelope, so they appear in the logged samples. A score that is NaN or
-infinite is a failure of that doc (``parse_failure``: the model's output gives no prediction), logged
-and counted in ``parse_failures``, never a tie or a number.
+The raw scores go into the envelope, so they appear in the logged samples. A scorer made for one task
+kind (the catalog's ``task_kind``) refuses a task of the other kind before scoring anything; a score that
+is not a finite number is a counted failure of its doc (``parse_failures``), never a verdict.
 """
 
 from __future__ import annotations
@@ -15,9 +16,10 @@ from typing import Any
 from lmms_eval.api.instance import Instance
 from lmms_eval.api.model import lmms
 from loguru import logger
+from tqdm import tqdm
 
 from lmms_eval_autorater.catalog.models import MODELS as CATALOG
-from lmms_eval_autorater.errors import fatal_in_run
+from lmms_eval_autorater.errors import UsageError, fatal_in_run
 from lmms_eval_autorater.judges.args import as_int, check_known
 from lmms_eval_autorater.judges.envelope import encode_verdict
 from lmms_eval_autorater.judges.judge import check_inputs, input_error_verdict, require_some_inputs
@@ -62,6 +64,10 @@ class BaselineScorerModel(lmms):
         """One score per (prompt, image reference)."""
         return list(self.scorer.score(prompts, images))
 
+    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+        """One score per (request, source image or None, candidate image); generation scorers ignore the source."""
+        return self.score([p for p, _, _ in keys], [ref for _, _, ref in keys])
+
     def generate_until(self, requests: list[Instance]) -> list[str]:
         """Score each candidate once; pairwise: the higher score wins, equal scores are a tie (0).
 
@@ -70,23 +76,40 @@ class BaselineScorerModel(lmms):
         with fatal_in_run():
             return self._generate_until(requests)
 
+    def check_tasks(self, kinds: dict[str, str]) -> None:
+        """Refuse, before anything is scored, the tasks (name -> task kind) this scorer is not made for."""
+        entry = CATALOG[self.NAME]
+        wrong = sorted(t for t, kind in kinds.items() if not entry.applies_to(kind))
+        if wrong:
+            other = "editing" if entry.task_kind == "generation" else "generation"
+            raise UsageError(
+                f"{self.NAME} scores {entry.task_kind} only; refused: {other} task(s) {', '.join(wrong)} "
+                f"(run it on the {entry.task_kind} tasks alone)"
+            )
+
     def _generate_until(self, requests: list[Instance]) -> list[str]:
         reqs = []
         for inst in requests:
             _, _, _, doc_id, task, split = inst.args
             reqs.append(doc_to_request(self.task_dict[task][split][doc_id], task, doc_id))
+        self.check_tasks({r.doc_key.split("/", 1)[0]: r.task_kind for r in reqs})
         bad = check_inputs(reqs)
         for error in bad:
             if error is not None:
                 logger.error(f"{self.NAME}: {error}; not scored, counted in input_errors")
         require_some_inputs(bad)
-        unique: dict[tuple[str, str], int] = {}
+        unique: dict[tuple[str, str | None, str], int] = {}
         for r, error in zip(reqs, bad):
             if error is None:
                 for ref in r.candidates:
-                    unique.setdefault((r.request, ref), len(unique))
+                    unique.setdefault((r.request, r.source, ref), len(unique))
         keys = list(unique)
-        scores = self.score([p for p, _ in keys], [ref for _, ref in keys])
+        scores: list[float] = []
+        with tqdm(total=len(keys), desc=f"{self.NAME} scoring", unit="img") as bar:
+            for start in range(0, len(keys), self.batch_size):  # one batch at a time: a live progress bar
+                chunk = keys[start : start + self.batch_size]
+                scores.extend(self.score_keys(chunk))
+                bar.update(len(chunk))
         logger.info(
             f"{self.NAME}: scored {len(keys)} images for {len(reqs)} docs ({sum(e is not None for e in bad)} input errors)"
         )
@@ -95,12 +118,14 @@ class BaselineScorerModel(lmms):
             if error is not None:
                 out.append(encode_verdict(input_error_verdict(error), r.paradigm))
                 continue
-            s = [float(scores[unique[(r.request, ref)]]) for ref in r.candidates]
+            s = [float(scores[unique[(r.request, r.source, ref)]]) for ref in r.candidates]
             meta = {"model": self.NAME, "scores": s}
             if not all(math.isfinite(x) for x in s):
                 v = nonfinite_verdict(self.NAME, r, s)
                 logger.error(f"{self.NAME}: {v.error}; counted in parse_failures")
-            elif r.paradigm == "pointwise":
+                out.append(encode_verdict(v, r.paradigm))
+                continue
+            if r.paradigm == "pointwise":
                 v = Verdict(status="ok", score=s[0], meta=meta)
             else:
                 v = Verdict(status="ok", preferred=1 if s[0] > s[1] else 2 if s[1] > s[0] else 0, meta=meta)
@@ -178,3 +203,89 @@ class QSiTModel(BaselineScorerModel):
 
     def score(self, prompts: list[str], images: list[str]) -> list[float]:
         return list(self.scorer.score(images))
+
+
+class PickScoreModel(BaselineScorerModel):
+    """``pickscore``: PickScore_v1, ``logit_scale.exp() * cos(image, prompt)`` (generation tasks)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "processor", "local_files_only", "dtype"}
+    NAME = "pickscore"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.pickscore import PickScoreScorer
+
+        return PickScoreScorer(
+            checkpoint=self.default("checkpoint"),
+            processor=self.default("processor"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
+
+
+class HPSv2Model(BaselineScorerModel):
+    """``hpsv2``: HPSv2.1 on open_clip ViT-H-14, the cosine of image and prompt features (generation tasks)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "arch", "local_files_only", "dtype"}
+    NAME = "hpsv2"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.hpsv2 import HPSv2Scorer
+
+        return HPSv2Scorer(
+            checkpoint=self.default("checkpoint"),
+            arch=self.default("arch"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
+
+
+class CLIPScoreModel(BaselineScorerModel):
+    """``clipscore``: ``max(100 * cos(image, prompt), 0)`` as torchmetrics defines it (generation tasks)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "processor", "local_files_only", "dtype"}
+    NAME = "clipscore"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.clipscore import CLIPScoreScorer
+
+        return CLIPScoreScorer(
+            checkpoint=self.default("checkpoint"),
+            processor=self.args.get("processor"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
+
+
+class EditRewardModel(BaselineScorerModel):
+    """``editreward``: EditReward (Qwen2.5-VL + two reward heads) on (instruction, source, edited) (editing tasks)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {"checkpoint", "base_model", "local_files_only", "dtype"}
+    NAME = "editreward"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.editreward import EditRewardScorer
+
+        return EditRewardScorer(
+            checkpoint=self.default("checkpoint"),
+            base_model=self.default("base_model"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+        )
+
+    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+        missing = sum(src is None for _, src, _ in keys)
+        if missing:  # editing docs carry their source image; a doc without one is not an editing doc
+            raise UsageError(
+                f"{self.NAME}: {missing} candidate(s) have no source image (not an editing task?)"
+            )
+        return list(
+            self.scorer.score([p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys])
+        )

@@ -28,6 +28,7 @@ from lmms_eval_autorater.errors import UsageError
 from lmms_eval_autorater.judges.args import parse_model_args
 from lmms_eval_autorater.reports import paper as paper_data
 from lmms_eval_autorater.reports.table import row_spec
+from lmms_eval_autorater.tasks.catalog import task_info
 
 HELP = "plan and run every row of Table 2, then build the table"
 
@@ -44,7 +45,7 @@ INTERNVL_BATCH = catalog_models.MODELS["autorater_internvl"].batch_size
 #: planned (each row runs its base judge with its own tools=)
 JUDGE_MODELS = tuple(e.id for e in catalog_models.judges(variants=False))
 #: model args naming weights to check: hub id or local folder
-WEIGHT_ARGS = ("checkpoint", "base_model", "tokenizer", "pretrained")
+WEIGHT_ARGS = ("checkpoint", "base_model", "tokenizer", "pretrained", "processor")
 
 
 @dataclass
@@ -152,6 +153,10 @@ def plan_jobs(
         if kind is None:
             args, batch = BASELINE_ARGS[model]
             base.model_args, base.batch_size = args, batch
+            entry = catalog_models.MODELS[model]
+            for task in [t for t in tasks if not entry.applies_to(task_info(t).task_kind)]:
+                base.tasks = [t for t in base.tasks if t != task]
+                base.skipped_tasks[task] = f"{model} scores {entry.task_kind} tasks only"
             jobs.append(base)
         elif kind == "grid":
             for task in tasks:

@@ -147,6 +147,9 @@ def recognise(run: Run) -> Recognised:
     baselines = {_norm(r["row"]): r["row"] for r in _group_rows(BASELINE_GROUP)}
     if _norm(run.model) in baselines:
         return Recognised(baselines[_norm(run.model)])
+    reward = catalog_models.MODELS.get(run.model)
+    if reward is not None and reward.paper_group == catalog_models.REWARD_GROUP:
+        return Recognised(reward.row)
     group = JUDGE_GROUPS.get(run.model)
     if group is None:
         return Recognised(None, f"model {run.model!r} has no Table 2 row (name one with --row NAME=PATH)")
@@ -262,6 +265,8 @@ def row_spec(name: str) -> tuple[str, str | None]:
     ``auto``, ``all``, ``grid`` (the paper's subset per task), ``ft_tools`` / ``ft_notools`` (fine-tuned
     checkpoints) or None for the baselines."""
     row = paper_data.table2_row(name)
+    if row.get("model"):  # a reward model's row (catalog.paper.reward_rows)
+        return row["model"], None
     if row["group"] == BASELINE_GROUP:
         return _norm(name), None
     model = next(m for m, g in JUDGE_GROUPS.items() if g == row["group"])
