@@ -160,10 +160,20 @@ def make_record(doc: dict, paradigm: str, status: str, value, meta: dict | None 
         "cached": bool(meta.get("cached")),
         "estimated_usd": (meta.get("estimate") or {}).get("usd"),
     }
+    # scoring=expected / samples=N: the score used (expected or mean) and p(image 1 preferred); a doc whose
+    # answer had no usable probabilities keeps its integer verdict and is marked (expected_fallbacks)
+    rec["fallback"] = ok and "expected_fallback" in meta
     if paradigm == "pairwise":
-        rec.update(label=int(doc["label"]), pred=value if ok else None, flipped=meta.get("swap_flipped"))
+        p = meta.get("p_first") if ok else None
+        rec.update(
+            label=int(doc["label"]),
+            pred=value if ok else None,
+            flipped=meta.get("swap_flipped"),
+            p=float(p) if p is not None else None,
+        )
     else:
-        rec.update(target=float(doc["target"]), pred=float(value) if ok else None)
+        used = meta.get("score_used", value) if ok else None
+        rec.update(target=float(doc["target"]), pred=float(used) if ok else None)
     return rec
 
 
@@ -201,6 +211,11 @@ def process_pointwise(doc: dict, results: Sequence[str]) -> dict:
     return {name: record for name in POINTWISE_METRICS}
 
 
+#: the record fields the summaries read
+PAIRWISE_KEYS = ("label", "pred", "status", "group", "p", "fallback")
+POINTWISE_KEYS = ("target", "pred", "status", "group", "fallback")
+
+
 def _freeze(records: list[dict], keys: Sequence[str]) -> tuple:
     return tuple(tuple(r.get(k) for k in keys) for r in records)
 
@@ -209,7 +224,7 @@ def _freeze(records: list[dict], keys: Sequence[str]) -> tuple:
 def _pairwise_summary(frozen: tuple) -> dict:
     from lmms_eval_autorater.metrics import summarize_pairwise
 
-    records = [dict(zip(("label", "pred", "status", "group"), row)) for row in frozen]
+    records = [dict(zip(PAIRWISE_KEYS, row)) for row in frozen]
     return summarize_pairwise(records)
 
 
@@ -217,7 +232,7 @@ def _pairwise_summary(frozen: tuple) -> dict:
 def _pointwise_summary(frozen: tuple) -> dict:
     from lmms_eval_autorater.metrics import summarize_pointwise
 
-    records = [dict(zip(("target", "pred", "status", "group"), row)) for row in frozen]
+    records = [dict(zip(POINTWISE_KEYS, row)) for row in frozen]
     return summarize_pointwise(records)
 
 
@@ -263,8 +278,8 @@ def pairwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
             return _estimate_sum(records)
         if name == "flip_rate":
             return _flip_rate(records)
-        summary = _pairwise_summary(_freeze(records, ("label", "pred", "status", "group")))
-        return float(summary[name])
+        summary = _pairwise_summary(_freeze(records, PAIRWISE_KEYS))
+        return float("nan") if summary[name] is None else float(summary[name])
 
     aggregate.__name__ = f"pairwise_{name}"
     return aggregate
@@ -278,7 +293,7 @@ def pointwise_aggregation(name: str) -> Callable[[list[dict]], float | None]:
             return _usage_sum(records, name)
         if name in ESTIMATE_METRICS:
             return _estimate_sum(records)
-        summary = _pointwise_summary(_freeze(records, ("target", "pred", "status", "group")))
+        summary = _pointwise_summary(_freeze(records, POINTWISE_KEYS))
         return float(summary[name])
 
     aggregate.__name__ = f"pointwise_{name}"
