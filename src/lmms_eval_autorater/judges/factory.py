@@ -191,7 +191,7 @@ NO_LOGPROBS = {
     "gemini": (
         "Gemini's OpenAI-compatible endpoint does not document logprobs/top_logprobs for its models "
         "(ai.google.dev/gemini-api/docs/openai), and the native API's responseLogprobs is refused for many "
-        "models (\"Logprobs is not supported for the current model\")"
+        'models ("Logprobs is not supported for the current model")'
     ),
 }
 

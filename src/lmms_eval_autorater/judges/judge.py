@@ -197,7 +197,9 @@ def combine_samples(samples: list[Verdict], paradigm: str) -> Verdict:
     if fallback is not None:
         meta["expected_fallback"] = fallback
     if paradigm == "pointwise":
-        values = [float(v.meta.get("score_used", v.score)) if fallback is None else float(v.score) for v in ok]
+        values = [
+            float(v.meta.get("score_used", v.score)) if fallback is None else float(v.score) for v in ok
+        ]
         meta["score_used"] = sum(values) / len(values)
         meta["sample_scores"] = values
         return Verdict(status="ok", analysis=first.analysis, score=first.score, raw=first.raw, meta=meta)

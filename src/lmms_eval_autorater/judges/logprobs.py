@@ -15,9 +15,11 @@ alternative is read for its leading digits:
   next position's alternatives continue it: one that starts with digits appends them (``1`` then ``0``
   -> 10), one that starts with anything else ends the number (``1`` then ``}`` -> 1); each such
   continuation carries p(token) * p(continuation). An alternative that is not the chosen token has no
-  visible continuation (the API returns none), so its number ends with the token: with a tokenizer that
-  splits ``10`` into ``1``,``0``, the mass of a non-chosen ``1`` is read as 1 (a tokenizer that keeps
-  ``10`` whole, as GPT-4o's does, has no such case);
+  visible continuation (the API returns none). If the answer shows that the tokenizer keeps numbers whole
+  (a token of two or more digits anywhere in the answer or among the alternatives at that position, as
+  with GPT-4o), its number ends with the token (``1`` is 1). Otherwise (digits are split, as Llama/Qwen
+  tokenizers do, or nothing shows it) its number is the valid completion nearest the chosen value:
+  ``1`` beside a chosen ``9`` is 10, beside a chosen ``2`` it is 1 (a tie goes to the shorter number);
 * anything else (no digits, a value outside the valid set) is not a verdict and is left out.
 
 The probabilities of the valid values are summed per value and renormalised over the valid values found;
@@ -125,6 +127,11 @@ def value_distribution(
     chosen = blobs[i]
     prefix = whole[offsets[i] : start]
     nxt = content[i + 1] if i + 1 < len(content) else None
+    whole_numbers = any(len(_leading_digits(b.decode("utf-8", errors="replace"))) >= 2 for b in blobs) or any(
+        len(_leading_digits(_token_bytes(a)[len(prefix) :].decode("utf-8", errors="replace"))) >= 2
+        for a in content[i].get("top_logprobs") or []
+        if _token_bytes(a).startswith(prefix)
+    )
     mass: dict[int, float] = {}
     for alt in content[i].get("top_logprobs") or []:
         raw = _token_bytes(alt)
@@ -143,8 +150,13 @@ def value_distribution(
                 if tail and int(number) in valid:
                     mass[int(number)] = mass.get(int(number), 0.0) + p * q
             continue
-        if int(digits) in valid:
-            mass[int(digits)] = mass.get(int(digits), 0.0) + p
+        number = int(digits)
+        if rest == digits and raw != chosen and not whole_numbers:
+            options = [v for v in (number, *(int(digits + c) for c in "0123456789")) if v in valid]
+            if options:
+                number = min(options, key=lambda v: (abs(v - value), v))
+        if number in valid:
+            mass[number] = mass.get(number, 0.0) + p
     total = sum(mass.values())
     if total <= 0:
         return Distribution({}, "no valid verdict value among the alternatives at the verdict position")

@@ -7,6 +7,7 @@ has one, is 0).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -74,7 +75,9 @@ def plcc_logistic(pred: Sequence[float], target: Sequence[float]) -> float:
 
     start = [float(y.max()), float(y.min()), float(x.mean()), float(x.std() / 4 + 1e-3)]
     try:
-        params, _ = curve_fit(logistic4, x, y, p0=start, maxfev=20000)
+        with warnings.catch_warnings():  # an unestimable covariance is no concern: only the fit is used
+            warnings.simplefilter("ignore")
+            params, _ = curve_fit(logistic4, x, y, p0=start, maxfev=20000)
     except (RuntimeError, ValueError):
         return pearson(x, y)
     fitted = logistic4(x, *params)
@@ -133,4 +136,8 @@ def tie_calibrated_accuracy(
     if not sel or not rep:
         return {"tie_accuracy": float("nan"), "tie_threshold": float("nan"), "tie_report_docs": 0}
     t = choose_tie_threshold(lab[sel], p[sel])
-    return {"tie_accuracy": tie_accuracy(lab[rep], p[rep], t), "tie_threshold": t, "tie_report_docs": len(rep)}
+    return {
+        "tie_accuracy": tie_accuracy(lab[rep], p[rep], t),
+        "tie_threshold": t,
+        "tie_report_docs": len(rep),
+    }

@@ -100,7 +100,8 @@ def logprobs_from_steps(tok: Any, ids: list[int], top: list[tuple[list[float], l
                 "logprob": chosen_lp if chosen_lp is not None else float("-inf"),
                 "bytes": None,
                 "top_logprobs": [
-                    {"token": piece(before, a), "logprob": float(v), "bytes": None} for v, a in zip(vals, alts)
+                    {"token": piece(before, a), "logprob": float(v), "bytes": None}
+                    for v, a in zip(vals, alts)
                 ],
             }
         )
