@@ -367,3 +367,61 @@ def test_arguments_stop_at_start_with_one_line(monkeypatch):
         judge_config("autorater_gpt4o", {"scoring": "mean"})
     assert judge_config("autorater_gpt4o", {"scoring": "expected"}).backend["scoring"] == "expected"
     assert judge_config("autorater_internvl", {"scoring": "expected"}).backend["output_scores"] is True
+
+
+@pytest.mark.slow
+def test_the_lmms_eval_cli_reports_expected_pearson_and_exact_brier(data, tmp_path):
+    """Through the real lmms-eval CLI: aigiqa's Pearson is that of the expected scores (not the integers),
+    psr's Brier is exact and its accuracy that of the argmax run, and a server without log-probabilities
+    gives the integers counted in expected_fallbacks."""
+    from tests.clitools import metric, run_cli, sha_of_ref, sha_of_url
+    from tests.openai_server import image_urls
+
+    root, docs = data
+    pair_p = {}
+    for i, d in enumerate(docs["psr"]):
+        q = [0.85, 0.3, 0.65, 0.15][i % 4]
+        pair_p[(sha_of_ref(d["image_1"]), sha_of_ref(d["image_2"]))] = q
+        pair_p[(sha_of_ref(d["image_2"]), sha_of_ref(d["image_1"]))] = 1 - q
+    point = {sha_of_ref(d["image_1"]): point_dist(i) for i, d in enumerate(docs["aigiqa"])}
+
+    def dist(r):
+        shas = [sha_of_url(u) for u in image_urls(r)]
+        if len(shas) >= 2 and (shas[-2], shas[-1]) in pair_p:
+            q = pair_p[(shas[-2], shas[-1])]
+            return {1: q, 2: 1 - q}
+        return point[shas[-1]]
+
+    rule = ProbabilityRule(dist)
+    env = {"AUTORATER_DATA_DIR": str(root), "OPENAI_API_KEY": "sk-test"}
+    out = {}
+    with OpenAIServer(rule.responder, logprobs=rule.logprobs) as server:
+        for mode in ("argmax", "expected"):
+            args = f"base_url={server.url},scoring={mode},concurrency=4,cache_dir={tmp_path / mode}"
+            out[mode], log = run_cli(
+                tmp_path, env, "--model", "autorater_gpt4o", "--model_args", args, "--tasks", "psr,aigiqa"
+            )
+            assert out[mode] is not None, log[-3000:]
+        asked = [r.json for r in server.requests]
+    assert sum(bool(b.get("logprobs")) and b.get("top_logprobs") == 20 for b in asked) == len(asked) // 2
+    targets = [d["target"] for d in docs["aigiqa"]]
+    exp = [sum(k * p for k, p in point_dist(i).items()) for i in range(len(targets))]
+    assert metric(out["expected"], "aigiqa", "pearson") == pytest.approx(
+        scipy.stats.pearsonr(targets, exp)[0]
+    )
+    ints = [max(point_dist(i), key=point_dist(i).get) for i in range(len(targets))]
+    assert metric(out["argmax"], "aigiqa", "pearson") == pytest.approx(scipy.stats.pearsonr(targets, ints)[0])
+    labels = [d["label"] for d in docs["psr"]]
+    p1 = [[0.85, 0.3, 0.65, 0.15][i % 4] for i in range(len(labels))]
+    want = np.mean([(1 - (q if lab == 1 else 1 - q)) ** 2 for lab, q in zip(labels, p1)])
+    assert metric(out["expected"], "psr", "brier") == pytest.approx(want)
+    assert metric(out["expected"], "psr", "accuracy") == metric(out["argmax"], "psr", "accuracy")
+    assert metric(out["expected"], "psr", "expected_fallbacks") == 0
+    with OpenAIServer(rule.responder) as bare:  # no log-probabilities in any answer
+        args = f"base_url={bare.url},scoring=expected,concurrency=4,cache_dir={tmp_path / 'bare'}"
+        res, log = run_cli(
+            tmp_path, env, "--model", "autorater_gpt4o", "--model_args", args, "--tasks", "aigiqa"
+        )
+    assert res is not None, log[-3000:]
+    assert metric(res, "aigiqa", "expected_fallbacks") == len(targets)
+    assert metric(res, "aigiqa", "pearson") == pytest.approx(metric(out["argmax"], "aigiqa", "pearson"))
