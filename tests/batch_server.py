@@ -93,8 +93,11 @@ class BatchServer:
         host: str = "127.0.0.1",
         port: int = 0,
         fingerprint: str | None = DEFAULT_FINGERPRINT,
+        logprobs: Callable[[dict, str | None], list | None] | None = None,
     ) -> None:
         self.responder = responder or default_responder
+        #: as ``OpenAIServer(logprobs=)``: the ``logprobs.content`` of answers to requests that ask for them
+        self.logprobs = logprobs
         self.polls_to_finish = polls_to_finish
         self.fingerprint = fingerprint
         self.files: dict[str, bytes] = {}
@@ -363,7 +366,11 @@ class BatchServer:
                 {
                     "index": 0,
                     "message": {"role": "assistant", "content": text, "refusal": None},
-                    "logprobs": None,
+                    "logprobs": (
+                        {"content": self.logprobs(req, text)}
+                        if self.logprobs is not None and req.get("logprobs")
+                        else None
+                    ),
                     "finish_reason": "stop",
                 }
             ],

@@ -271,6 +271,80 @@ def default_responder(request_json: dict) -> str:
     return json.dumps({"analysis": analysis, "score": 1 + h % 10})
 
 
+_TOKEN = re.compile(r"[0-9]+|[A-Za-z]+|\s+|[^0-9A-Za-z\s]")
+_TOKEN_SPLIT = re.compile(r"[0-9]|[A-Za-z]+|\s+|[^0-9A-Za-z\s]")
+
+
+def _lp_entry(token: str, logprob: float) -> dict:
+    return {"token": token, "logprob": logprob, "bytes": list(token.encode("utf-8"))}
+
+
+def request_paradigm(request_json: dict) -> str:
+    """``pairwise`` when the request's schema (or, without one, its text) asks for a preference."""
+    rf = request_json.get("response_format") or {}
+    schema = (rf.get("json_schema") or {}).get("schema") or {}
+    if schema:
+        return "pairwise" if "preferred" in (schema.get("properties") or {}) else "pointwise"
+    return "pairwise" if "prefer" in prompt_text(request_json).lower() else "pointwise"
+
+
+class ProbabilityRule:
+    """A judge with a known answer distribution, for ``scoring=expected`` tests.
+
+    ``dist(request_json) -> {value: probability}`` (scores 1..10, or choices 1 and 2). ``responder`` answers
+    ``{"analysis": ..., "score"|"preferred": the most likely value}``; ``logprobs(request_json, text)`` gives
+    OpenAI's ``choices[0].logprobs.content`` for that text: a token per number, word, space run or symbol
+    (``split_digits=True``: one token per digit, as Llama/Qwen tokenizers split ``10``), every token certain
+    except the verdict value's, whose ``top_logprobs`` carry ``dist`` (with split digits, "1" carries
+    p(1) + p(10) and the next token splits it into "0" and the closing brace).
+    """
+
+    def __init__(self, dist: Callable[[dict], dict[int, float]], *, split_digits: bool = False) -> None:
+        self.dist = dist
+        self.split_digits = split_digits
+
+    def responder(self, request_json: dict) -> str:
+        d = self.dist(request_json)
+        best = max(sorted(d), key=lambda k: d[k])
+        key = "preferred" if request_paradigm(request_json) == "pairwise" else "score"
+        return json.dumps({"analysis": f"analysis {_digest(request_json) % 997}", key: best})
+
+    def logprobs(self, request_json: dict, text: str | None) -> list[dict] | None:
+        if not text:
+            return None
+        import math
+
+        d = self.dist(request_json)
+        pattern = _TOKEN_SPLIT if self.split_digits else _TOKEN
+        tokens = pattern.findall(text)
+        key = "preferred" if request_paradigm(request_json) == "pairwise" else "score"
+        m = re.search(rf'"{key}":\s*([0-9]+)', text)
+        start = m.start(1) if m else -1
+        out, pos, carry = [], 0, None
+        for tok in tokens:
+            entry = _lp_entry(tok, 0.0)
+            entry["top_logprobs"] = [_lp_entry(tok, 0.0)]
+            if pos == start:
+                firsts: dict[str, float] = {}
+                for v, p in d.items():
+                    head = str(v)[0] if self.split_digits else str(v)
+                    firsts[head] = firsts.get(head, 0.0) + p
+                alts = sorted(firsts.items(), key=lambda kv: -kv[1])
+                entry["top_logprobs"] = [_lp_entry(t, math.log(p)) for t, p in alts if p > 0]
+                entry["logprob"] = math.log(firsts[tok])
+                if self.split_digits and tok == "1" and d.get(10, 0) > 0:
+                    carry = (d.get(1, 0.0), d[10])
+            elif carry is not None:
+                p1, p10 = carry
+                alts = [("0", p10 / (p1 + p10)), ("}", p1 / (p1 + p10))]
+                entry["top_logprobs"] = [_lp_entry(t, math.log(p)) for t, p in alts if p > 0]
+                entry["logprob"] = math.log(dict(alts)[tok]) if tok in dict(alts) else 0.0
+                carry = None
+            out.append(entry)
+            pos += len(tok)
+        return out
+
+
 @dataclass
 class RecordedRequest:
     """One received request: path, headers (lower-case names), parsed JSON body (None if unreadable),
@@ -324,7 +398,11 @@ class OpenAIServer:
         rate_limit_window: float = 60.0,
         count_tokens: str = "words",
         usage: str = "openai",
+        logprobs: Callable[[dict, str | None], list | None] | None = None,
     ) -> None:
+        #: ``logprobs(request_json, text) -> content``: answers of requests that ask for ``logprobs`` carry
+        #: ``choices[0].logprobs.content`` (None: the server returns no log-probabilities, as some do not)
+        self.logprobs = logprobs
         if usage != "openai" and usage != "none" and not usage.startswith("thinking:"):
             raise ValueError(f"usage must be 'openai', 'none' or 'thinking:N', got {usage!r}")
         #: the ``usage`` field of answers: "openai" (prompt + completion = total), "none" (no usage field),
@@ -724,7 +802,13 @@ class OpenAIServer:
                         {
                             "index": 0,
                             "message": {"role": "assistant", "content": text, "refusal": None},
-                            "logprobs": logprobs,
+                            "logprobs": logprobs
+                            if logprobs is not None
+                            else (
+                                {"content": server.logprobs(req, text)}
+                                if server.logprobs is not None and req.get("logprobs")
+                                else None
+                            ),
                             "finish_reason": "stop",
                         }
                     ],

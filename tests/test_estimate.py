@@ -246,3 +246,28 @@ def test_grid_plans_exhaustive_and_halving(tmp_path, data):
     assert halving["calls"] == grid["tasks"]["psr"]["calls"]
     with pytest.raises(ValueError, match="leave tools= out"):
         estimate_run("autorater_gpt4o", {**args, "tools": "all"}, ["psr"], docs=docs, grid="exhaustive")
+
+
+def test_samples_multiply_the_calls_and_expected_scoring_adds_none(tmp_path, data):
+    """samples=3: three verdict calls per doc (each cached under its own index); scoring=expected: as many
+    calls and prompt tokens as argmax (log-probabilities come with the answer)."""
+    _, docs = data
+    with OpenAIServer(count_tokens="openai") as server:
+        base = {"base_url": server.url, "model": "gpt-4o", "cache_dir": str(tmp_path / "c"), "concurrency": 4}
+        one = estimate_run("autorater_openai", base, ["aigiqa"], docs=docs)
+        three = estimate_run(
+            "autorater_openai", {**base, "samples": 3, "temperature": 0.7}, ["aigiqa"], docs=docs
+        )
+        expected = estimate_run("autorater_openai", {**base, "scoring": "expected"}, ["aigiqa"], docs=docs)
+        n = len(docs["aigiqa"])
+        assert one["calls"] == n and three["calls"] == 3 * n and expected["calls"] == n
+        assert three["prompt_tokens"] == pytest.approx(3 * one["prompt_tokens"])
+        assert expected["prompt_tokens"] == one["prompt_tokens"]
+        build_judge("autorater_openai", {**base, "samples": 3, "temperature": 0.7}, progress=False).judge_all(
+            _reqs(docs, "aigiqa")
+        )
+        assert server.request_count == 3 * n
+        again = estimate_run(
+            "autorater_openai", {**base, "samples": 3, "temperature": 0.7}, ["aigiqa"], docs=docs
+        )
+        assert again["calls"] == 0 and again["cached_calls"] == 3 * n

@@ -267,3 +267,37 @@ def test_release_frees_and_reloads_lazily(model_dir: Path) -> None:
     assert ref() is None
     assert len(b.generate(_prompts()[:1])) == 1  # loads again on demand
     b.release()
+
+
+def test_output_scores_give_the_probabilities_of_the_generation_it_makes(model_dir: Path) -> None:
+    """scoring=expected on the local judge: the logits of the same greedy generation (no second pass), as
+    OpenAI-shaped log-probabilities whose pieces spell the answer; the first step's alternatives equal a
+    separate forward pass's log-softmax at the last prompt position (computed here independently)."""
+    import math
+
+    import torch
+
+    plain = InternVLBackend(pretrained=str(model_dir), max_new_tokens=MAX_NEW_TOKENS, crop_to_patches=False)
+    scored = InternVLBackend(
+        pretrained=str(model_dir), max_new_tokens=MAX_NEW_TOKENS, crop_to_patches=False, output_scores=True
+    )
+    prompts = _prompts()[:1]
+    want = plain.generate(prompts)[0]
+    got = scored.generate(prompts)[0]
+    assert got.text == want.text and plain.gen_params() != scored.gen_params()
+    assert want.logprobs is None and got.logprobs
+    assert "".join(e["token"] for e in got.logprobs) == got.text
+    for e in got.logprobs:  # greedy: the chosen token is the most likely alternative
+        assert e["logprob"] == pytest.approx(max(t["logprob"] for t in e["top_logprobs"]))
+        assert len(e["top_logprobs"]) == 20
+    inputs = scored.build_inputs(prompts).to(scored.device)
+    inputs["pixel_values"] = inputs["pixel_values"].to(scored.dtype)
+    with torch.inference_mode():
+        logits = scored._model(**inputs).logits[0, -1].float()
+    top = torch.log_softmax(logits, dim=-1).topk(20)
+    assert [t["logprob"] for t in got.logprobs[0]["top_logprobs"]] == pytest.approx(
+        top.values.tolist(), abs=1e-4
+    )
+    assert sum(math.exp(t["logprob"]) for t in got.logprobs[0]["top_logprobs"]) <= 1 + 1e-6
+    plain.release()
+    scored.release()

@@ -178,8 +178,11 @@ def test_task_metric_lists_come_from_the_vocabulary():
         listed = common.metric_list(paradigm)
         assert [m["metric"] for m in listed] == list(names)
         better = {m["metric"] for m in listed if m["higher_is_better"]}
-        head = {"pairwise": {"accuracy", "accuracy_ci_low", "accuracy_ci_high"}}.get(
-            paradigm, {"pearson", "pearson_ci_low", "pearson_ci_high", "spearman", "kendall"}
+        head = {"pairwise": {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "tie_accuracy"}}.get(
+            paradigm,
+            {"pearson", "pearson_ci_low", "pearson_ci_high", "spearman", "kendall"}
+            | {"spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high"}
+            | {"plcc_logistic", "plcc_logistic_ci_low", "plcc_logistic_ci_high"},
         )
         assert better == head | {"n_scored"}
     from pathlib import Path

@@ -79,6 +79,8 @@ def test_round_trip_validates_against_local_data(subs, monkeypatch, capsys):
     assert sub["judge"] == {
         "tools": "none",
         "swap": False,
+        "scoring": "argmax",
+        "samples": 1,
         "prompt_version": TEMPLATE_VERSION,
         "parser_version": PARSER_VERSION,
     }

@@ -174,6 +174,27 @@ def test_mixed_conventions_refused(runs, tmp_path):
 
 
 @pytest.mark.slow
+def test_scoring_modes_and_sample_counts_never_share_a_column(runs, tmp_path):
+    """A run of expected scores (or of N-sample means) beside one of integer verdicts: refused, naming both."""
+    from lmms_eval_autorater.reports.table import TableError, build_from_folders
+
+    folder, _ = runs
+    for extra, field in ((",scoring=expected", "scoring"), (",samples=3,temperature=0.7", "samples")):
+        doctored = tmp_path / f"expected_{field}"
+        shutil.copytree(folder / "auto", doctored, ignore=shutil.ignore_patterns("cache"))
+        res_file = next(doctored.rglob("*_results.json"))
+        res = json.loads(res_file.read_text())
+        res["config"]["model_args"] += extra
+        res_file.write_text(json.dumps(res))
+        with pytest.raises(
+            TableError, match=rf"runs disagree on {field} .*refusing to mix them in one column"
+        ):
+            build_from_folders(
+                [str(folder / "base"), str(doctored)], str(tmp_path / "t"), rows=[f"GPT-4o + Auto={doctored}"]
+            )
+
+
+@pytest.mark.slow
 def test_two_runs_of_one_cell_refused_and_row_override(runs, tmp_path):
     from lmms_eval_autorater.reports.table import TableError, build_from_folders
 
@@ -213,6 +234,8 @@ def test_recognise_rows_from_model_and_args(tmp_path):
     assert recognise(_run("autorater_internvl")).row == "InternVL3-8B"
     assert "gpt-4o-mini" in recognise(_run("autorater_gpt4o", model="gpt-4o-mini")).reason
     assert "swap" in recognise(_run("autorater_gpt4o", swap="true")).reason
+    assert "scoring=expected" in recognise(_run("autorater_gpt4o", scoring="expected")).reason
+    assert "samples=3" in recognise(_run("autorater_gpt4o", samples="3", temperature="0.7")).reason
     assert recognise(_run("autorater_openai", model="x")).row is None
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()

@@ -30,6 +30,24 @@ USAGE_METRICS: tuple[str, ...] = ("cost_usd", "prompt_tokens", "completion_token
 #: what the judge estimated, before sending, that the run would spend (``judges.estimate``), beside cost_usd
 ESTIMATE_METRICS: tuple[str, ...] = ("estimated_usd",)
 
+#: the scoring modes of a judge (``scoring=``): ``argmax`` (the integer verdict, the paper's protocol) and
+#: ``expected`` (from the judge's token probabilities)
+SCORING_MODES: tuple[str, ...] = ("argmax", "expected")
+#: ``scoring=expected``: ok docs whose answer had no usable probabilities (they keep the integer verdict)
+PROBABILITY_COUNTS: tuple[str, ...] = ("expected_fallbacks",)
+#: pairwise metrics of the probabilities (``scoring=expected`` or ``samples=N``; nan without them): Brier
+#: score and expected calibration error with CIs, and the tie-aware accuracy with its threshold
+PAIRWISE_PROBABILITY_METRICS: tuple[str, ...] = (
+    "brier",
+    "brier_ci_low",
+    "brier_ci_high",
+    "ece",
+    "ece_ci_low",
+    "ece_ci_high",
+    "tie_accuracy",
+    "tie_threshold",
+)
+
 #: the metrics of a pairwise task, in the order lmms-eval reports them
 PAIRWISE_METRICS: tuple[str, ...] = (
     "accuracy",
@@ -38,6 +56,8 @@ PAIRWISE_METRICS: tuple[str, ...] = (
     *COUNT_METRICS,
     "predicted_ties",
     "flip_rate",
+    *PAIRWISE_PROBABILITY_METRICS,
+    *PROBABILITY_COUNTS,
     *USAGE_METRICS,
     *ESTIMATE_METRICS,
 )
@@ -47,8 +67,16 @@ POINTWISE_METRICS: tuple[str, ...] = (
     "pearson_ci_low",
     "pearson_ci_high",
     "spearman",
+    "spearman_ci_low",
+    "spearman_ci_high",
     "kendall",
+    "kendall_ci_low",
+    "kendall_ci_high",
+    "plcc_logistic",
+    "plcc_logistic_ci_low",
+    "plcc_logistic_ci_high",
     *COUNT_METRICS,
+    *PROBABILITY_COUNTS,
     *USAGE_METRICS,
     *ESTIMATE_METRICS,
 )
@@ -91,6 +119,8 @@ HIGHER_IS_BETTER: frozenset[str] = frozenset(
     {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "pearson", "pearson_ci_low", "pearson_ci_high"}
     | {"spearman", "kendall", "n_scored", "mean_score", "mean_score_ci_low", "mean_score_ci_high"}
     | {"accuracy_scored", "group_accuracy"}
+    | {"spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high"}
+    | {"plcc_logistic", "plcc_logistic_ci_low", "plcc_logistic_ci_high", "tie_accuracy"}
 )
 
 
@@ -115,7 +145,10 @@ __all__ = [
     "FOUR_LABEL_METRICS",
     "HIGHER_IS_BETTER",
     "PAIRWISE_METRICS",
+    "PAIRWISE_PROBABILITY_METRICS",
     "POINTWISE_METRICS",
+    "PROBABILITY_COUNTS",
+    "SCORING_MODES",
     "STATUSES",
     "STATUS_COUNTS",
     "TASK_METRICS",

@@ -67,6 +67,7 @@ class ResponseCache:
             prompt.json_schema,
             prompt.schema_name if prompt.json_schema is not None else None,
             dict(gen_params),
+            *((("sample", prompt.sample),) if prompt.sample else ()),
         )
 
     @staticmethod
@@ -78,6 +79,8 @@ class ResponseCache:
             "usage": dict(completion.usage),
             "finish_reason": completion.finish_reason,
         }
+        if completion.logprobs is not None:  # scoring=expected: the probabilities are part of the answer
+            value["logprobs"] = completion.logprobs
         value["checksum"] = checksum(key, value)
         return value
 
@@ -90,6 +93,7 @@ class ResponseCache:
             usage=dict(value.get("usage") or {}),
             cached=True,
             finish_reason=value.get("finish_reason"),
+            logprobs=value.get("logprobs"),
         )
 
     def _verified(self, found: dict) -> dict[str, Completion]:

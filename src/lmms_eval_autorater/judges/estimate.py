@@ -169,6 +169,10 @@ class Estimator:
             render=render_assessments,
             applicable=applicable,
             tool_menu=tool_menu,
+            # samples=N: N verdict prompts per order (each its own cache key); scoring=expected costs no
+            # extra token (log-probabilities come with the answer) but is part of the cache key
+            scoring=getattr(self.cfg, "scoring", "argmax"),
+            samples=getattr(self.cfg, "samples", 1),
         )
         judge.config, judge.backend = self.cfg, self.backend
         judge.checked_images = self._checked

@@ -42,6 +42,8 @@ COMMON_ARGS = frozenset(
     {
         "tools",
         "swap",
+        "scoring",
+        "samples",
         "cache",
         "cache_dir",
         "specialist_device",
@@ -106,6 +108,10 @@ class JudgeConfig:
     kind: Literal["api", "local"]
     tools: str | list[str] = field(default_factory=list)
     swap: bool = False
+    #: ``argmax`` (the integer verdict: the paper's protocol) or ``expected`` (from token probabilities)
+    scoring: str = "argmax"
+    #: answers per prompt (self-consistency, at a temperature above 0)
+    samples: int = 1
     cache: bool = True
     cache_dir: str | None = None
     specialist_models: dict[str, str] = field(default_factory=dict)
@@ -165,6 +171,8 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         kind=preset.kind,
         tools=parse_tools(kw.get("tools", _VARIANT_TOOLS.get(entry.tools, "none"))),
         swap=as_bool("swap", kw.get("swap", False)),
+        scoring=parse_scoring(kw.get("scoring", "argmax")),
+        samples=as_int("samples", kw.get("samples", 1), 1),
         cache=as_bool("cache", kw.get("cache", True)),
         cache_dir=kw.get("cache_dir") or None,
         specialist_models={
@@ -190,6 +198,7 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         _api_config(cfg, preset, kw)
     else:
         _local_config(cfg, preset, kw)
+    _check_scoring(cfg, preset)
     return cfg
 
 
@@ -230,6 +239,47 @@ def specialist_config(args: Mapping[str, Any] | None = None) -> JudgeConfig:
         specialist_servers=specialist_servers(kw),
         args=kw,
     )
+
+
+def parse_scoring(value: Any) -> str:
+    """``scoring=argmax|expected`` (case-insensitive); anything else names the argument."""
+    text = str(value if value is not None else "argmax").strip().lower() or "argmax"
+    if text not in ("argmax", "expected"):
+        raise ModelArgError(f"model argument scoring={value!r}: expected argmax or expected")
+    return text
+
+
+#: why ``scoring=expected`` cannot run on a provider (checked against its documentation, not guessed)
+NO_LOGPROBS = {
+    "gemini": (
+        "Gemini's OpenAI-compatible endpoint does not document logprobs/top_logprobs for its models "
+        "(ai.google.dev/gemini-api/docs/openai), and the native API's responseLogprobs is refused for many "
+        'models ("Logprobs is not supported for the current model")'
+    ),
+}
+
+
+def _check_scoring(cfg: JudgeConfig, preset: JudgePreset) -> None:
+    """Refuse, before anything is loaded or paid for, a scoring mode or sample count the judge cannot honour."""
+    if cfg.scoring == "expected" and preset.provider in NO_LOGPROBS:
+        raise ModelArgError(
+            f"{cfg.name}: scoring=expected needs token log-probabilities, which this judge cannot return: "
+            f"{NO_LOGPROBS[preset.provider]}; use scoring=argmax (the default) or samples=N"
+        )
+    if cfg.samples > 1 and cfg.kind == "api" and not (cfg.backend.get("temperature") or 0) > 0:
+        raise ModelArgError(
+            f"{cfg.name}: samples={cfg.samples} needs a temperature above 0 (N answers at temperature 0 are "
+            "one answer N times); pass e.g. temperature=0.7"
+        )
+    if cfg.samples > 1 and cfg.kind == "local":
+        raise ModelArgError(
+            f"{cfg.name}: samples={cfg.samples}: the local judge decodes greedily (one answer per prompt); "
+            "use samples=1"
+        )
+    if cfg.kind == "api":
+        cfg.backend["scoring"] = cfg.scoring
+    else:
+        cfg.backend["output_scores"] = cfg.scoring == "expected"
 
 
 #: what a variant's fixed tools mean as a ``tools=`` value (``grid`` judges with none until a task is known)
@@ -503,6 +553,8 @@ def build_judge(
         render=render_assessments,
         applicable=applicable,
         tool_menu=tool_menu,
+        scoring=cfg.scoring,
+        samples=cfg.samples,
     )
     judge.config = cfg
     judge.backend = backend

@@ -9,6 +9,7 @@ failed for good is ``api_error``; none is ever replaced by a guess.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -16,7 +17,7 @@ from loguru import logger
 
 from lmms_eval_autorater.errors import AutoraterError
 from lmms_eval_autorater.images import ImageError, load_image
-from lmms_eval_autorater.judges import contract
+from lmms_eval_autorater.judges import contract, logprobs
 from lmms_eval_autorater.judges.prompts import build_selection_prompt, build_verdict_prompt
 from lmms_eval_autorater.judges.types import (
     BackendError,
@@ -46,6 +47,8 @@ class JudgeStats:
     budget_skipped: int = 0
     selection_failures: int = 0
     swap_flips: int = 0
+    #: ``scoring=expected``: docs whose answer had no usable probabilities (they keep the integer verdict)
+    expected_fallbacks: int = 0
     tools_selected: dict[str, int] = field(default_factory=dict)
 
 
@@ -140,7 +143,81 @@ def _completion_meta(c: Completion) -> dict:
     }
 
 
-def to_verdict(result: Completion | BackendError, paradigm: str, classes: int = 2) -> Verdict:
+def to_verdict(
+    result: Completion | BackendError, paradigm: str, classes: int = 2, scoring: str = "argmax"
+) -> Verdict:
+    """Parse one backend result into a verdict, keeping the raw text and the failure reason; with
+    ``scoring="expected"`` also the verdict's probabilities (``with_probabilities``)."""
+    verdict = _to_verdict(result, paradigm, classes)
+    if scoring == "expected" and verdict.status == "ok" and isinstance(result, Completion):
+        with_probabilities(verdict, result, paradigm, classes)
+    return verdict
+
+
+def with_probabilities(verdict: Verdict, result: Completion, paradigm: str, classes: int = 2) -> Verdict:
+    """Add the probabilities of an ok verdict from its answer's log-probabilities (``judges/logprobs``):
+    ``meta["probs"]`` (value -> p), and ``meta["score_used"]`` (pointwise: the expected score) or
+    ``meta["p_first"]`` (pairwise: p(image 1 preferred) over the choices 1 and 2). Without usable
+    probabilities the integer verdict stays and ``meta["expected_fallback"]`` says why."""
+    value = verdict.score if paradigm == "pointwise" else verdict.preferred
+    dist = logprobs.value_distribution(
+        result.text, result.logprobs, int(value), paradigm, logprobs.valid_values(paradigm, classes)
+    )
+    verdict.meta["scoring"] = "expected"
+    if not dist.ok:
+        verdict.meta["expected_fallback"] = dist.reason
+        return verdict
+    verdict.meta["probs"] = {str(k): round(p, 6) for k, p in dist.probs.items()}
+    if paradigm == "pointwise":
+        verdict.meta["score_used"] = dist.expected()
+    elif not math.isnan(dist.p_first()):
+        verdict.meta["p_first"] = dist.p_first()
+    else:
+        verdict.meta["expected_fallback"] = "no probability on the choices 1 and 2"
+    return verdict
+
+
+def combine_samples(samples: list[Verdict], paradigm: str) -> Verdict:
+    """``samples=N`` (self-consistency): pointwise the mean score (of the expected scores when every
+    sample has one, else of the integers), pairwise the majority choice (a tied vote is a tie, 0) with
+    ``p_first`` the vote share of image 1 (or, when every sample has probabilities, their mean). Failed
+    samples are left out; with none ok, the first failure is the verdict. Usage is the samples' sum."""
+    ok = [v for v in samples if v.status == "ok"]
+    usage = _sum_usage(*(v.meta.get("usage") for v in samples if "usage" in v.meta))
+    cached = all(v.meta.get("cached") for v in samples)
+    if not ok:
+        out = replace(samples[0])
+        out.meta = {**samples[0].meta, "samples": len(samples), "samples_ok": 0}
+        return out
+    first = ok[0]
+    meta = {**first.meta, "usage": usage, "cached": cached, "samples": len(samples), "samples_ok": len(ok)}
+    for key in ("score_used", "p_first", "probs", "expected_fallback"):
+        meta.pop(key, None)
+    fallback = next((v.meta["expected_fallback"] for v in ok if "expected_fallback" in v.meta), None)
+    if fallback is not None:
+        meta["expected_fallback"] = fallback
+    if paradigm == "pointwise":
+        values = [
+            float(v.meta.get("score_used", v.score)) if fallback is None else float(v.score) for v in ok
+        ]
+        meta["score_used"] = sum(values) / len(values)
+        meta["sample_scores"] = values
+        return Verdict(status="ok", analysis=first.analysis, score=first.score, raw=first.raw, meta=meta)
+    votes = [int(v.preferred) for v in ok]
+    meta["sample_votes"] = votes
+    ones, twos = votes.count(1), votes.count(2)
+    if all("p_first" in v.meta for v in ok):
+        meta["p_first"] = sum(v.meta["p_first"] for v in ok) / len(ok)
+    elif ones + twos:
+        meta["p_first"] = ones / (ones + twos)
+    counts = {c: votes.count(c) for c in set(votes)}
+    top = max(counts.values())
+    winners = [c for c, n in counts.items() if n == top]
+    preferred = winners[0] if len(winners) == 1 else 0
+    return Verdict(status="ok", analysis=first.analysis, preferred=preferred, raw=first.raw, meta=meta)
+
+
+def _to_verdict(result: Completion | BackendError, paradigm: str, classes: int = 2) -> Verdict:
     """Parse one backend result into a verdict, keeping the raw text and the failure reason."""
     if isinstance(result, BudgetSkippedError):
         return Verdict(status="budget_skipped", error=str(result), meta={"budget_skipped": True})
@@ -186,6 +263,13 @@ def combine_swap(first: Verdict, second: Verdict) -> Verdict:
     # 1 and 2 trade places; a four-class tie (3 both good, 4 both bad) reads the same in both orders
     second_in_original = {1: 2, 2: 1}.get(int(second.preferred), int(second.preferred))
     agree = first.preferred == second_in_original
+    preferred = first.preferred if agree else 0
+    p_first = None
+    if "p_first" in first.meta and "p_first" in second.meta:
+        # the two orders' probabilities averaged (the second order's image 1 is the original image 2)
+        p_first = (first.meta["p_first"] + 1.0 - second.meta["p_first"]) / 2
+        if first.meta.get("scoring") == "expected":  # the choice follows the averaged probability
+            preferred = 1 if p_first > 0.5 else 2 if p_first < 0.5 else 0
     meta = {
         **first.meta,
         "usage": usage or {},
@@ -195,13 +279,14 @@ def combine_swap(first: Verdict, second: Verdict) -> Verdict:
         "swap_flipped": not agree,
         "swapped_answer": {"preferred_in_original_order": second_in_original, "analysis": second.analysis},
     }
-    return Verdict(
-        status="ok",
-        analysis=first.analysis,
-        preferred=first.preferred if agree else 0,
-        raw=first.raw,
-        meta=meta,
-    )
+    meta.pop("p_first", None)
+    if p_first is not None:
+        meta["p_first"] = p_first
+        meta["p_first_orders"] = [first.meta["p_first"], 1.0 - second.meta["p_first"]]
+    fallback = second.meta.get("expected_fallback")
+    if fallback is not None and "expected_fallback" not in meta:
+        meta["expected_fallback"] = f"swapped order: {fallback}"
+    return Verdict(status="ok", analysis=first.analysis, preferred=preferred, raw=first.raw, meta=meta)
 
 
 def _swap_spend(first: Verdict, second: Verdict) -> tuple[dict | None, bool, list[dict]]:
@@ -256,8 +341,18 @@ class Judge:
         render: Callable[[list[Assessment], int], str] | None = None,
         applicable: Callable[[str], list[str]] | None = None,
         tool_menu: Callable[[list[str]], str] | None = None,
+        scoring: str = "argmax",
+        samples: int = 1,
     ) -> None:
+        if scoring not in ("argmax", "expected"):
+            raise ValueError(f"scoring must be 'argmax' or 'expected', got {scoring!r}")
+        if samples < 1:
+            raise ValueError(f"samples must be >= 1, got {samples}")
         self.complete_all = complete_all
+        #: ``argmax`` (the integer verdict, the paper's protocol) or ``expected`` (from token probabilities)
+        self.scoring = scoring
+        #: answers per prompt (self-consistency); 1: one answer
+        self.samples = samples
         self.tools = tools
         self.swap = swap
         self.make_assess = make_assess
@@ -300,6 +395,8 @@ class Judge:
             render=self.render,
             applicable=self.applicable,
             tool_menu=self.tool_menu,
+            scoring=self.scoring,
+            samples=self.samples,
         )
         other.config, other.backend = self.config, self.backend
         other.checked_images = self.checked_images
@@ -416,16 +513,21 @@ class Judge:
         ready = self._attach_assessments([reqs[i] for i in todo], [chosen[i] for i in todo])
         prompts, owners = [], []
         for j, req in enumerate(ready):
-            prompts.append(self._verdict_prompt(req))
-            owners.append((j, 0))
-            if self.swap and req.paradigm == "pairwise":
-                prompts.append(self._verdict_prompt(swap_request(req)))
-                owners.append((j, 1))
+            orders = [req, swap_request(req)] if self.swap and req.paradigm == "pairwise" else [req]
+            for order, r in enumerate(orders):
+                base = self._verdict_prompt(r)
+                for k in range(self.samples):
+                    prompts.append(replace(base, sample=k) if k else base)
+                    owners.append((j, order))
         results = self.complete_all(prompts)
+        answers: dict[tuple[int, int], list[Verdict]] = {}
+        for (j, order), res in zip(owners, results):
+            v = to_verdict(res, ready[j].paradigm, ready[j].classes, self.scoring)
+            answers.setdefault((j, order), []).append(v)
         first: dict[int, Verdict] = {}
         second: dict[int, Verdict] = {}
-        for (j, order), res in zip(owners, results):
-            v = to_verdict(res, ready[j].paradigm, ready[j].classes)
+        for (j, order), vs in answers.items():
+            v = vs[0] if self.samples == 1 else combine_samples(vs, ready[j].paradigm)
             (first if order == 0 else second)[j] = v
         for j, req in enumerate(ready):
             v = first[j]
@@ -453,6 +555,12 @@ class Judge:
                 logger.error(f"autorater: API failure on {req.doc_key}: {v.error}")
             elif v.status == "budget_skipped":
                 self.stats.budget_skipped += 1
+            if v.status == "ok" and "expected_fallback" in v.meta:
+                self.stats.expected_fallbacks += 1
+                logger.warning(
+                    f"autorater: no usable probabilities on {req.doc_key} ({v.meta['expected_fallback']}): "
+                    "it keeps its integer verdict, counted in expected_fallbacks"
+                )
         skipped = sum(v.status == "budget_skipped" for v in out)
         if skipped:
             logger.warning(

@@ -50,6 +50,9 @@ class ChatPrompt:
     parts: tuple[str | ChatImage, ...]
     json_schema: dict | None = None
     schema_name: str = "verdict"
+    #: self-consistency (``samples=N``): which of the N answers this is (0 for the first, or the only one);
+    #: part of the cache key from 1 on, and the API backends send ``seed + sample``
+    sample: int = 0
 
 
 def usage_known(usage: dict | None) -> bool:
@@ -72,6 +75,9 @@ class Completion:
     finish_reason: str | None = None
     #: the HTTP response headers (lower-case names) where the backend has them; never cached
     headers: dict = field(default_factory=dict, repr=False, compare=False)
+    #: ``scoring=expected``: OpenAI's ``choices[0].logprobs.content`` (token, logprob, bytes, top_logprobs)
+    #: as plain dicts, or None when the answer carried none
+    logprobs: list | None = field(default=None, repr=False)
 
 
 class BackendError(Exception):

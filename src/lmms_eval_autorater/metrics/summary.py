@@ -9,6 +9,7 @@ from typing import Any
 from lmms_eval_autorater.vocabulary import STATUSES  # re-exported: the one list of statuses
 
 from .bootstrap import bootstrap_ci
+from .calibration import brier, ece, plcc_logistic, tie_calibrated_accuracy
 from .correlation import _validate, kendall, pearson, spearman
 from .pairwise import TIE_POLICIES, TiePolicy, pairwise_accuracy
 
@@ -72,7 +73,9 @@ def summarize_pairwise(
             n_resamples=n_resamples,
             seed=seed,
         )
+    out_probs = _probability_metrics(records, scored, n_resamples, seed)
     return {
+        **out_probs,
         "accuracy": accuracy,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
@@ -88,6 +91,41 @@ def summarize_pairwise(
     }
 
 
+def _fallbacks(records: Sequence[Mapping[str, Any]], scored: list[int]) -> int:
+    """Scored docs that kept their integer verdict for want of usable probabilities (``scoring=expected``)."""
+    return sum(1 for i in scored if records[i].get("fallback"))
+
+
+def _probability_metrics(
+    records: Sequence[Mapping[str, Any]], scored: list[int], n_resamples: int, seed: int
+) -> dict[str, Any]:
+    """Brier, ECE (with prompt-clustered CIs) and the tie-calibrated accuracy of the scored docs that have a
+    probability (``p``: p(image 1 preferred)); None for all when none has one (not measured, which lmms-eval
+    reports as nan). A doc without one (an ``expected`` fallback) is left out of these and counted in
+    ``expected_fallbacks``."""
+    nan = None
+    out: dict[str, Any] = dict.fromkeys(
+        ("brier", "brier_ci_low", "brier_ci_high", "ece", "ece_ci_low", "ece_ci_high"), nan
+    )
+    out.update(tie_accuracy=nan, tie_threshold=nan, expected_fallbacks=_fallbacks(records, scored))
+    with_p = [i for i in scored if records[i].get("p") is not None and records[i]["label"] in (1, 2)]
+    if not with_p:
+        return out
+    labels = [records[i]["label"] for i in with_p]
+    ps = [float(records[i]["p"]) for i in with_p]
+    groups = [records[i]["group"] for i in with_p]
+    out.update(dict.fromkeys(("brier_ci_low", "brier_ci_high", "ece_ci_low", "ece_ci_high"), float("nan")))
+    for name, fn in (("brier", brier), ("ece", ece)):
+        out[name] = fn(labels, ps)
+        if n_resamples > 0:
+            out[f"{name}_ci_low"], out[f"{name}_ci_high"] = bootstrap_ci(
+                fn, labels, ps, groups=groups, n_resamples=n_resamples, seed=seed
+            )
+    tie = tie_calibrated_accuracy(labels, ps, groups, seed=seed)
+    out.update(tie_accuracy=tie["tie_accuracy"], tie_threshold=tie["tie_threshold"])
+    return out
+
+
 def _usable_score(pred: Any) -> bool:
     if pred is None or isinstance(pred, bool):
         return False
@@ -95,6 +133,10 @@ def _usable_score(pred: Any) -> bool:
         return math.isfinite(float(pred))
     except (TypeError, ValueError):
         return False
+
+
+#: bootstrap resamples of the ``plcc_logistic`` CI (each one a 4-parameter curve fit)
+PLCC_RESAMPLES = 200
 
 
 def summarize_pointwise(
@@ -112,15 +154,31 @@ def summarize_pointwise(
     preds = [float(records[i]["pred"]) for i in scored]
     groups = [records[i]["group"] for i in scored]
     t, p = _validate(targets, preds)
-    low = high = float("nan")
-    if n_resamples > 0 and scored:
-        low, high = bootstrap_ci(pearson, t, p, groups=groups, n_resamples=n_resamples, seed=seed)
+    cis: dict[str, tuple[float, float]] = {}
+    for name, fn, resamples in (
+        ("pearson", pearson, n_resamples),
+        ("spearman", spearman, n_resamples),
+        ("kendall", kendall, n_resamples),
+        # each resample is a curve fit: fewer resamples keep a summary within a second or two
+        ("plcc_logistic", lambda a, b: plcc_logistic(b, a), min(n_resamples, PLCC_RESAMPLES)),
+    ):
+        cis[name] = (float("nan"), float("nan"))
+        if resamples > 0 and scored:
+            cis[name] = bootstrap_ci(fn, t, p, groups=groups, n_resamples=resamples, seed=seed)
     return {
         "pearson": pearson(t, p),
-        "pearson_ci_low": low,
-        "pearson_ci_high": high,
+        "pearson_ci_low": cis["pearson"][0],
+        "pearson_ci_high": cis["pearson"][1],
         "spearman": spearman(t, p),
+        "spearman_ci_low": cis["spearman"][0],
+        "spearman_ci_high": cis["spearman"][1],
         "kendall": kendall(t, p),
+        "kendall_ci_low": cis["kendall"][0],
+        "kendall_ci_high": cis["kendall"][1],
+        "plcc_logistic": plcc_logistic(p, t),
+        "plcc_logistic_ci_low": cis["plcc_logistic"][0],
+        "plcc_logistic_ci_high": cis["plcc_logistic"][1],
+        "expected_fallbacks": _fallbacks(records, scored),
         "n_total": len(records),
         "n_scored": len(scored),
         "input_errors": input_errors,

@@ -112,6 +112,7 @@ def build_leaderboard(
                     "n_scored": m.get("n_scored"),
                     "n_docs": entry["n_docs"],
                     "failures": {k: m.get(k) for k in COUNT_METRICS if k != "n_scored"},
+                    "scoring": scoring_note(sub),
                 }
             )
     order = [t for t in TASKS if t in benchmarks]
@@ -157,6 +158,18 @@ def build_leaderboard(
     }
 
 
+def scoring_note(sub: Mapping) -> str:
+    """How a judge's numbers were scored when not the paper's protocol (``scoring=expected``, ``samples=N``);
+    empty for integer verdicts, one answer each (and for submissions from before these fields)."""
+    judge = sub.get("judge") or {}
+    parts = []
+    if judge.get("scoring", "argmax") != "argmax":
+        parts.append(f"scoring={judge['scoring']}")
+    if int(judge.get("samples", 1) or 1) != 1:
+        parts.append(f"samples={judge['samples']}")
+    return ", ".join(parts)
+
+
 def _fmt(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}" if _finite(x) else "–"
 
@@ -191,6 +204,8 @@ def to_markdown(board: Mapping) -> str:
                 notes = f"n_scored {_fmt(e['n_scored'], 0)} of {e['n_docs']}" + (
                     f"; {fails}" if fails else ""
                 )
+                if e.get("scoring"):
+                    notes = f"{e['scoring']}; {notes}"
             lines.append(
                 f"| {e['rank'] or '–'} | {e['group'] or '–'} | {md_cell(e['name'])} | {_fmt(e['value'])} | {_ci(e)} | "
                 f"{'yes' if e['verified'] else 'no'} | {md_cell(notes)} |"
@@ -231,7 +246,8 @@ def to_html(board: Mapping) -> str:
             )
             parts.append(
                 f'<tr class="{shade}"><td class="num">{e["rank"] or "–"}</td><td class="num">{e["group"] or "–"}</td>'
-                f'<td>{e_(e["name"])}</td><td class="num">{_fmt(e["value"])}</td><td class="num">{_ci(e)}</td>'
+                f"<td>{e_(e['name'])}{' (' + e_(e['scoring']) + ')' if e.get('scoring') else ''}</td>"
+                f'<td class="num">{_fmt(e["value"])}</td><td class="num">{_ci(e)}</td>'
                 f"<td>{'yes' if e['verified'] else 'no'}</td><td>{n}</td></tr>"
             )
         parts.append("</table>")

@@ -30,7 +30,8 @@
     const args = Object.entries(run.model_args).map(([k, v]) => k + "=" + v).join(", ");
     const versions = Object.entries(run.versions).map(([k, v]) => k + " " + v).join(", ");
     $("run-meta").textContent =
-      "model " + run.model + (args ? " (" + args + ")" : "") + " · run " + run.date +
+      "model " + run.model + (args ? " (" + args + ")" : "") +
+      " · scoring " + run.scoring + (run.samples > 1 ? ", " + run.samples + " samples" : "") + " · run " + run.date +
       (versions ? " · " + versions : "") + " · " + run.results_file;
   }
 
@@ -82,13 +83,17 @@
 
   function verdict(d, paradigm) {
     const judge = d.pred === null ? "none (" + d.status + ")" : paradigm === "pairwise"
-      ? (d.pred === 0 ? "tie" : "Image " + d.pred) : "score " + fmt(d.pred, 0);
+      ? (d.pred === 0 ? "tie" : "Image " + d.pred) : "score " + fmt(d.pred, Number.isInteger(d.pred) ? 0 : 2);
     const human = paradigm === "pairwise" ? "Image " + d.truth : "score " + fmt(d.truth);
     const verdictText = d.status !== "ok" ? "failure: " + d.status : paradigm === "pairwise"
       ? (d.wrong ? "wrong" : "right") : "percentile gap " + fmt(d.gap) + (d.wrong ? " (far off)" : "");
     const parts = [el("b", {}, "judge: "), judge, " · ", el("b", {}, "human: "), human, " · ", verdictText];
     if (d.flipped !== null && d.flipped !== undefined) parts.push(" · order flipped the answer: " + (d.flipped ? "yes" : "no"));
     if (d.snapshot) parts.push(" · " + d.snapshot + (d.cached ? " (cached)" : ""));
+    // scoring=expected: the verdict's probability distribution (value: p), or why the doc fell back
+    if (d.probs) parts.push(" · p: " + Object.entries(d.probs).map(([k, p]) => k + ": " + fmt(p, 2)).join(", "));
+    if (d.p_first !== null && d.p_first !== undefined) parts.push(" · p(Image 1) " + fmt(d.p_first, 3));
+    if (d.expected_fallback) parts.push(" · integer verdict kept (expected_fallbacks): " + d.expected_fallback);
     return el("div", { class: "verdict" }, ...parts);
   }
 

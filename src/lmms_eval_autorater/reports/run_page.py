@@ -145,6 +145,10 @@ def page_docs(task: str, paradigm: str, records: Sequence[Mapping], images: dict
                 "specialists": specialists,
                 "snapshot": meta.get("model"),
                 "cached": bool(r.get("cached")),
+                # scoring=expected / samples=N: the verdict's distribution, p(image 1), or why it fell back
+                "probs": meta.get("probs"),
+                "p_first": _num(meta.get("p_first")),
+                "expected_fallback": meta.get("expected_fallback") or "",
                 "images": {
                     k: image(r.get(k)) for k in ("source_image", "image_1", "image_2") if r.get(k) is not None
                 },
@@ -192,6 +196,8 @@ def page_data(run, *, thumb: int = THUMB, images: bool = True) -> dict:
         "run": {
             "model": run.model,
             "model_args": public_model_args(run.model_args),
+            "scoring": str(run.model_args.get("scoring") or "argmax").lower(),
+            "samples": int(run.model_args.get("samples") or 1),
             "date": run.date,
             "results_file": str(run.path),
             "versions": {k: v for k, v in (run.versions or {}).items() if v},

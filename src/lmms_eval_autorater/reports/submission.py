@@ -250,6 +250,9 @@ def build_submission(
         judge = {
             "tools": str(args.get("tools", "none")),
             "swap": as_bool("swap", args.get("swap", False)),
+            # integer verdicts (argmax) or expected scores, and answers per prompt: the numbers follow them
+            "scoring": str(args.get("scoring") or "argmax").lower(),
+            "samples": int(args.get("samples") or 1),
             "prompt_version": TEMPLATE_VERSION,
             "parser_version": PARSER_VERSION,
         }

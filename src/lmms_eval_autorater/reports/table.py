@@ -36,7 +36,7 @@ TRAINING_FILES = ("autorater_training.json", "training_args.json")
 N_RESAMPLES = 1000
 SEED = 0
 #: lmms-eval runs whose conventions must agree to share a column, and the metadata they come from
-AGREE = ("conventions", "n_docs", "task_hash", "limit", "parser", "prompt")
+AGREE = ("conventions", "n_docs", "task_hash", "limit", "parser", "prompt", "scoring", "samples")
 
 
 class TableError(DataError):
@@ -155,6 +155,13 @@ def recognise(run: Run) -> Recognised:
         return Recognised(None, f"model {run.model!r} has no Table 2 row (name one with --row NAME=PATH)")
     if str(args.get("swap", "false")).lower() in ("1", "true", "yes", "on"):
         return Recognised(None, "swap=true: the paper's rows are judged without swap (name it with --row)")
+    if scoring_of(args) != {"scoring": "argmax", "samples": 1}:
+        mode = scoring_of(args)
+        return Recognised(
+            None,
+            f"scoring={mode['scoring']}, samples={mode['samples']}: the paper's rows are one integer verdict per "
+            "doc (name it with --row)",
+        )
     try:
         tools = _tools(args)
     except ValueError as exc:
@@ -318,12 +325,24 @@ def _agreement(tr: TaskRun) -> dict[str, Any]:
     }
 
 
+def scoring_of(model_args: dict) -> dict[str, Any]:
+    """A run's scoring mode and sample count from its model args (absent: argmax, 1 sample)."""
+    scoring = str(model_args.get("scoring") or "argmax").strip().lower()
+    try:
+        samples = int(model_args.get("samples") or 1)
+    except ValueError:
+        samples = model_args.get("samples")
+    return {"scoring": scoring, "samples": samples}
+
+
 def _check_conventions(cells: list[Cell]) -> dict[str, dict[str, Any]]:
     """Per task, the conventions all its runs share; a difference is a ``TableError`` naming both files."""
     out: dict[str, dict[str, Any]] = {}
     first: dict[str, Cell] = {}
     for cell in cells:
-        here = _agreement(cell.task_run)
+        # the numbers follow the scores: integer verdicts and expected scores (or N-sample means) never share
+        # a column
+        here = {**_agreement(cell.task_run), **scoring_of(cell.run.model_args)}
         if cell.task not in first:
             first[cell.task], out[cell.task] = cell, here
             continue

@@ -161,10 +161,20 @@ def make_record(doc: dict, paradigm: str, status: str, value, meta: dict | None 
         "cached": bool(meta.get("cached")),
         "estimated_usd": (meta.get("estimate") or {}).get("usd"),
     }
+    # scoring=expected / samples=N: the score used (expected or mean) and p(image 1 preferred); a doc whose
+    # answer had no usable probabilities keeps its integer verdict and is marked (expected_fallbacks)
+    rec["fallback"] = ok and "expected_fallback" in meta
     if paradigm == "pairwise":
-        rec.update(label=int(doc["label"]), pred=value if ok else None, flipped=meta.get("swap_flipped"))
+        p = meta.get("p_first") if ok else None
+        rec.update(
+            label=int(doc["label"]),
+            pred=value if ok else None,
+            flipped=meta.get("swap_flipped"),
+            p=float(p) if p is not None else None,
+        )
     else:
-        rec.update(target=float(doc["target"]), pred=float(value) if ok else None)
+        used = meta.get("score_used", value) if ok else None
+        rec.update(target=float(doc["target"]), pred=float(used) if ok else None)
     return rec
 
 
@@ -202,14 +212,19 @@ def process_pointwise(doc: dict, results: Sequence[str]) -> dict:
     return {name: record for name in POINTWISE_METRICS}
 
 
+#: the record fields the summaries read
+PAIRWISE_KEYS = ("label", "pred", "status", "group", "p", "fallback")
+POINTWISE_KEYS = ("target", "pred", "status", "group", "fallback")
+
+
 def _freeze(records: list[dict], keys: Sequence[str]) -> tuple:
     return tuple(tuple(r.get(k) for k in keys) for r in records)
 
 
 #: the record fields each kind's summary reads
 _SUMMARY_FIELDS = {
-    "pairwise": ("label", "pred", "status", "group"),
-    "pointwise": ("target", "pred", "status", "group"),
+    "pairwise": PAIRWISE_KEYS,
+    "pointwise": POINTWISE_KEYS,
     "four_label": ("label", "pred", "status", "group"),
     "editreward": ("label", "pred", "status", "group"),
 }
@@ -273,7 +288,8 @@ def aggregation(kind: str, name: str) -> Callable[[list[dict]], float | None]:
             return _estimate_sum(records)
         if name == "flip_rate":
             return _flip_rate(records)
-        return float(_summary(kind, _freeze(records, _SUMMARY_FIELDS[kind]))[name])
+        value = _summary(kind, _freeze(records, _SUMMARY_FIELDS[kind]))[name]
+        return float("nan") if value is None else float(value)
 
     aggregate.__name__ = f"{kind}_{name}"
     return aggregate

@@ -73,6 +73,49 @@ def chat_messages(prompt: ChatPrompt) -> tuple[list[dict], list[Any]]:
     return messages, images
 
 
+#: alternatives kept per generated token (OpenAI's maximum, ``judges.logprobs.TOP_LOGPROBS``)
+TOP_K = 20
+
+
+def logprobs_from_steps(tok: Any, ids: list[int], top: list[tuple[list[float], list[int]]]) -> list:
+    """OpenAI-shaped ``logprobs.content`` for generated ``ids`` from each step's top log-probabilities.
+
+    Each token's text is what it adds to the decoded answer (decode of the tokens up to it minus decode of
+    those before, so multi-byte and space-marker pieces spell the answer); an alternative's text is what it
+    would have added after the previous token. Special tokens add nothing; the answer's outer whitespace
+    (``strip()``) is trimmed from the first and last pieces, so the pieces spell the stripped answer."""
+
+    def piece(before: list[int], token: int) -> str:
+        head = tok.decode(before, skip_special_tokens=True)
+        return tok.decode([*before, token], skip_special_tokens=True)[len(head) :]
+
+    content = []
+    for k, token in enumerate(ids):
+        before = ids[max(0, k - 1) : k]
+        vals, alts = top[k] if k < len(top) else ([], [])
+        chosen_lp = next((v for v, a in zip(vals, alts) if a == token), None)
+        content.append(
+            {
+                "token": piece(before, token),
+                "logprob": chosen_lp if chosen_lp is not None else float("-inf"),
+                "bytes": None,
+                "top_logprobs": [
+                    {"token": piece(before, a), "logprob": float(v), "bytes": None}
+                    for v, a in zip(vals, alts)
+                ],
+            }
+        )
+    full = "".join(c["token"] for c in content)
+    lead, trail = len(full) - len(full.lstrip()), len(full) - len(full.rstrip())
+    for c in content:  # the whitespace that ``strip()`` removed from the text, trimmed from the pieces
+        cut = min(lead, len(c["token"]))
+        c["token"], lead = c["token"][cut:], lead - cut
+    for c in reversed(content):
+        cut = min(trail, len(c["token"]))
+        c["token"], trail = c["token"][: len(c["token"]) - cut], trail - cut
+    return content
+
+
 def tiling_kwargs(
     crop_to_patches: bool | None = None,
     min_patches: int | None = None,
@@ -112,6 +155,7 @@ class InternVLBackend:
         min_patches: int | None = None,
         max_patches: int | None = DEFAULT_MAX_PATCHES,
         revision: str | None = None,
+        output_scores: bool = False,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -127,6 +171,10 @@ class InternVLBackend:
         self.min_patches = min_patches
         self.max_patches = max_patches
         self.revision = revision
+        #: ``scoring=expected``: keep the logits of the generation it makes (``output_scores``; no second
+        #: pass) as OpenAI-shaped log-probabilities on each ``Completion``
+        self.output_scores = bool(output_scores)
+        self._last_top: list | None = None
         self._model: Any = None
         self._processor: Any = None
         self._device: str | None = None
@@ -236,6 +284,7 @@ class InternVLBackend:
             "min_patches": self.min_patches,
             "max_patches": self.max_patches,
             "trust_remote_code": self.trust_remote_code,
+            **({"output_scores": True} if self.output_scores else {}),
         }
 
     # -- lifecycle -------------------------------------------------------------------------------------
@@ -308,7 +357,8 @@ class InternVLBackend:
         return {int(e) for e in eos} if isinstance(eos, (list, tuple)) else {int(eos)}
 
     def _generate_token_ids(self, prompts: list[ChatPrompt]) -> list[tuple[list[int], int]]:
-        """Greedy new-token ids per prompt (cut after the first EOS, which is kept) and its prompt length."""
+        """Greedy new-token ids per prompt (cut after the first EOS, which is kept) and its prompt length;
+        with ``output_scores`` the per-step log-softmax top alternatives land in ``self._last_top``."""
         import torch
 
         inputs = self.build_inputs(prompts).to(self.device)
@@ -326,7 +376,14 @@ class InternVLBackend:
                 top_p=None,
                 top_k=None,
                 pad_token_id=pad_id,
+                **({"output_scores": True, "return_dict_in_generate": True} if self.output_scores else {}),
             )
+        self._last_top = None
+        if self.output_scores:
+            # per step: (top log-probabilities, their ids), [batch, k] each, from the logits of this generation
+            steps = [torch.log_softmax(s.float(), dim=-1).topk(TOP_K, dim=-1) for s in out.scores]
+            self._last_top = [(v.cpu().tolist(), i.cpu().tolist()) for v, i in steps]
+            out = out.sequences
         prompt_len = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         result = []
@@ -339,16 +396,23 @@ class InternVLBackend:
         results = self._generate_token_ids(prompts)
         tok = self._processor.tokenizer
         eos_ids = self._eos_ids()
-        return [
-            Completion(
-                text=tok.decode(ids, skip_special_tokens=True).strip(),
-                model=self.model_name,
-                fingerprint=self.fingerprint,
-                usage={"prompt_tokens": n_prompt, "completion_tokens": len(ids)},
-                finish_reason="stop" if ids and ids[-1] in eos_ids else "length",
+        out = []
+        for b, (ids, n_prompt) in enumerate(results):
+            text = tok.decode(ids, skip_special_tokens=True).strip()
+            top = None
+            if self._last_top is not None:
+                top = [(vals[b], idx[b]) for vals, idx in self._last_top[: len(ids)]]
+            out.append(
+                Completion(
+                    text=text,
+                    model=self.model_name,
+                    fingerprint=self.fingerprint,
+                    usage={"prompt_tokens": n_prompt, "completion_tokens": len(ids)},
+                    finish_reason="stop" if ids and ids[-1] in eos_ids else "length",
+                    logprobs=None if top is None else logprobs_from_steps(tok, ids, top),
+                )
             )
-            for ids, n_prompt in results
-        ]
+        return out
 
     def generate(self, prompts: list[ChatPrompt]) -> list[Completion]:
         """Greedy completions for ``prompts`` in order, ``batch_size`` at a time; loads the model on first use."""

@@ -24,6 +24,7 @@ from typing import Any
 from lmms_eval_autorater.errors import ConfigError
 from lmms_eval_autorater.judges import prices
 from lmms_eval_autorater.judges.args import check_base_url
+from lmms_eval_autorater.judges.logprobs import TOP_LOGPROBS
 from lmms_eval_autorater.judges.runner import parse_retry_after
 from lmms_eval_autorater.judges.types import BackendError, ChatImage, ChatPrompt, Completion
 from lmms_eval_autorater.redact import redact_text
@@ -108,6 +109,7 @@ class OpenAIChatBackend:
         token_param: str = "max_tokens",
         send_seed: bool = True,
         image_detail: str | None = None,
+        scoring: str = "argmax",
     ) -> None:
         import openai  # the optional [api] extra; imported here so the core imports without it
 
@@ -115,6 +117,8 @@ class OpenAIChatBackend:
             raise ValueError(
                 f"token_param must be 'max_tokens' or 'max_completion_tokens', got {token_param!r}"
             )
+        if scoring not in ("argmax", "expected"):
+            raise ValueError(f"scoring must be 'argmax' or 'expected', got {scoring!r}")
         check_base_url(base_url)  # credentials in the URL are refused before anything is sent or written
         self.model = model
         self.base_url = base_url
@@ -130,6 +134,8 @@ class OpenAIChatBackend:
         self.token_param = token_param
         self.send_seed = send_seed and seed is not None
         self.image_detail = image_detail
+        #: ``expected``: every request asks for ``logprobs`` and ``top_logprobs`` (``judges/logprobs.py``)
+        self.scoring = scoring
         self._api_key, self._key_source = self._read_key(api_key_env)
         self._client = openai.OpenAI(base_url=base_url, api_key=self._api_key, max_retries=0, timeout=timeout)
 
@@ -166,6 +172,8 @@ class OpenAIChatBackend:
             self.token_param: self.max_tokens,
             "json_schema": self.use_json_schema,
             "image_detail": self.image_detail,
+            # the scoring mode (absent: argmax, so the keys of argmax answers are those of before)
+            **({"scoring": self.scoring, "top_logprobs": TOP_LOGPROBS} if self.scoring != "argmax" else {}),
         }
 
     def cost_usd(self, usage: dict) -> float | None:
@@ -182,7 +190,10 @@ class OpenAIChatBackend:
         if self.temperature is not None:
             kwargs["temperature"] = self.temperature
         if self.send_seed:
-            kwargs["seed"] = self.seed
+            kwargs["seed"] = self.seed + prompt.sample  # samples=N: each answer its own seed
+        if self.scoring == "expected":
+            kwargs["logprobs"] = True
+            kwargs["top_logprobs"] = TOP_LOGPROBS
         if prompt.json_schema is not None and self.use_json_schema:
             kwargs["response_format"] = {
                 "type": "json_schema",
@@ -293,6 +304,7 @@ class OpenAIChatBackend:
             fingerprint=_str_or_none(getattr(response, "system_fingerprint", None)),
             usage=usage,
             finish_reason=finish_reason,
+            logprobs=logprobs_content(getattr(choice, "logprobs", None)),
         )
 
     def _scrub(self, text: str) -> str:
@@ -352,6 +364,35 @@ class OpenAIChatBackend:
 
 def _field(obj: Any, name: str) -> Any:
     return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
+
+
+def logprobs_content(raw: Any) -> list[dict] | None:
+    """``choices[0].logprobs.content`` as plain dicts {token, logprob, bytes, top_logprobs: [{token,
+    logprob, bytes}]}, or None when the answer carried none (or not in this shape)."""
+    content = _field(raw, "content") if raw is not None else None
+    if not isinstance(content, list) or not content:
+        return None
+
+    def entry(e: Any) -> dict | None:
+        token, logprob = _field(e, "token"), _field(e, "logprob")
+        if not isinstance(token, str) or not isinstance(logprob, (int, float)) or isinstance(logprob, bool):
+            return None
+        raw_bytes = _field(e, "bytes")
+        return {
+            "token": token,
+            "logprob": float(logprob),
+            "bytes": list(raw_bytes) if isinstance(raw_bytes, list) else None,
+        }
+
+    out = []
+    for e in content:
+        head = entry(e)
+        if head is None:
+            return None
+        tops = _field(e, "top_logprobs")
+        head["top_logprobs"] = [t for t in (entry(x) for x in (tops or [])) if t is not None]
+        out.append(head)
+    return out
 
 
 def usage_from_response(raw_usage: Any) -> dict:
