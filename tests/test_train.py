@@ -122,6 +122,7 @@ def test_tools_without_refuses_tool_written_rows(tmp_path_factory, base, capsys)
 
     with_dir = tf.rows_dir(tmp_path_factory, True)
     argv = ["train", "--data", str(with_dir), "--base", str(base), "--output", str(with_dir.parent / "x")]
+    capsys.readouterr()  # building the rows may print the datasets progress bar
     assert main([*argv, "--tools", "without"]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1

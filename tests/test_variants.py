@@ -175,11 +175,15 @@ def test_catalog_is_read_by_the_registry_the_reports_and_the_baselines():
     assert registry.TASK_NAMES[:4] == PAPER_TASKS and registry.TASK_NAMES[-2:] == (GROUP, FIELD_GROUP)
     assert registry.TASK_NAMES == (*PAPER_TASKS, *FIELD_TASKS, GROUP, FIELD_GROUP)
     assert registry.TASK_NAMES == (*TASKS, *GROUPS)
-    assert reproduce.BASELINE_ARGS == {
+    from lmms_eval_autorater.catalog.models import reward_models
+
+    paper_baselines = ("hpsv3", "imagereward", "qsit")
+    assert {k: reproduce.BASELINE_ARGS[k] for k in paper_baselines} == {
         "hpsv3": ("checkpoint=MizzenAI/HPSv3,base_model=Qwen/Qwen2-VL-7B-Instruct", 4),
         "imagereward": ("checkpoint=THUDM/ImageReward,tokenizer=bert-base-uncased", 8),
         "qsit": ("pretrained=zhangzicheng/q-sit", 8),
     }
+    assert set(reproduce.BASELINE_ARGS) == {*paper_baselines, *(e.id for e in reward_models())}
     assert set(reproduce.JUDGE_MODELS) == {
         "autorater_gpt4o",
         "autorater_gemini",
@@ -191,7 +195,7 @@ def test_catalog_is_read_by_the_registry_the_reports_and_the_baselines():
         "autorater_gemini": "gemini",
         "autorater_internvl": "internvl",
     }
-    assert submission.OPEN_BASELINES == {"hpsv3", "imagereward", "qsit"}
+    assert submission.OPEN_BASELINES == {*paper_baselines, *(e.id for e in reward_models())}
     assert models.MODELS["autorater_gpt4o_grid"].paper_group == "gpt-4o"
 
 
