@@ -175,14 +175,7 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         samples=as_int("samples", kw.get("samples", 1), 1),
         cache=as_bool("cache", kw.get("cache", True)),
         cache_dir=kw.get("cache_dir") or None,
-        specialist_models={
-            c: str(kw[f"{c.lower()}_model"])
-            for c in SPECIALIST_CODES
-            if kw.get(f"{c.lower()}_model") not in (None, "")
-        },
-        specialist_device=kw.get("specialist_device") or None,
-        specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
-        specialist_servers=specialist_servers(kw),
+        **_specialist_settings(kw),
         args=kw,
         variant=entry.tools,
         max_image_bytes=None
@@ -200,6 +193,20 @@ def judge_config(name: str, args: Mapping[str, Any] | None = None) -> JudgeConfi
         _local_config(cfg, preset, kw)
     _check_scoring(cfg, preset)
     return cfg
+
+
+def _specialist_settings(kw: Mapping[str, Any]) -> dict[str, Any]:
+    """The specialist fields of a ``JudgeConfig`` from the model args (a judge's and ``assess``'s alike)."""
+    return {
+        "specialist_models": {
+            c: str(kw[f"{c.lower()}_model"])
+            for c in SPECIALIST_CODES
+            if kw.get(f"{c.lower()}_model") not in (None, "")
+        },
+        "specialist_device": kw.get("specialist_device") or None,
+        "specialist_batch_size": as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
+        "specialist_servers": specialist_servers(kw),
+    }
 
 
 def specialist_servers(kw: Mapping[str, Any]) -> dict[str, str]:
@@ -229,14 +236,7 @@ def specialist_config(args: Mapping[str, Any] | None = None) -> JudgeConfig:
         name="assess",
         kind="local",
         cache_dir=kw.get("cache_dir") or None,
-        specialist_models={
-            c: str(kw[f"{c.lower()}_model"])
-            for c in SPECIALIST_CODES
-            if kw.get(f"{c.lower()}_model") not in (None, "")
-        },
-        specialist_device=kw.get("specialist_device") or None,
-        specialist_batch_size=as_int("specialist_batch_size", kw.get("specialist_batch_size", 8), 1),
-        specialist_servers=specialist_servers(kw),
+        **_specialist_settings(kw),
         args=kw,
     )
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .bootstrap import bootstrap_ci
-from .summary import _coverage, _triage
+from .summary import _triage, counts
 
 # ---------------------------------------------------------------------------------------------
 # GenAI-Bench
@@ -125,14 +125,8 @@ def four_label_summary(
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
         "accuracy_scored": genaibench_accuracy(s_labels, s_preds) if scored else float("nan"),
-        "n_total": len(records),
-        "n_scored": len(scored),
-        "input_errors": input_errors,
-        "parse_failures": parse_failures,
-        "api_failures": api_failures,
-        "budget_skipped": budget_skipped,
+        **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
         "predicted_ties": sum(1 for p in s_preds if p in (0, 3, 4)),
-        "coverage": _coverage(len(scored), len(records)),
     }
 
 
@@ -330,13 +324,7 @@ def editreward_summary(
         "accuracy_scored": (
             sum(p == t for p, t in zip(s_preds, s_labels)) / len(scored) if scored else float("nan")
         ),
-        "n_total": len(records),
-        "n_scored": len(scored),
-        "input_errors": input_errors,
-        "parse_failures": parse_failures,
-        "api_failures": api_failures,
-        "budget_skipped": budget_skipped,
+        **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
         "predicted_ties": sum(1 for p in s_preds if p == 0),
         "groups": theirs["groups"],
-        "coverage": _coverage(len(scored), len(records)),
     }

@@ -39,6 +39,26 @@ def _triage(records: Sequence[Mapping[str, Any]], usable) -> tuple[list[int], in
     return scored, input_errors, parse_failures, api_failures, budget_skipped
 
 
+def counts(
+    records: Sequence[Mapping[str, Any]],
+    scored: list[int],
+    input_errors: int,
+    parse_failures: int,
+    api_failures: int,
+    budget_skipped: int,
+) -> dict[str, Any]:
+    """The count fields every summary reports (what ``_triage`` split): totals, each failure count, coverage."""
+    return {
+        "n_total": len(records),
+        "n_scored": len(scored),
+        "input_errors": input_errors,
+        "parse_failures": parse_failures,
+        "api_failures": api_failures,
+        "budget_skipped": budget_skipped,
+        "coverage": _coverage(len(scored), len(records)),
+    }
+
+
 def _coverage(n_scored: int, n_total: int) -> float:
     return n_scored / n_total if n_total else float("nan")
 
@@ -79,14 +99,8 @@ def summarize_pairwise(
         "accuracy": accuracy,
         "accuracy_ci_low": low,
         "accuracy_ci_high": high,
-        "n_total": len(records),
-        "n_scored": len(scored),
-        "input_errors": input_errors,
-        "parse_failures": parse_failures,
-        "api_failures": api_failures,
-        "budget_skipped": budget_skipped,
+        **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
         "predicted_ties": sum(1 for p in preds if p == 0),
-        "coverage": _coverage(len(scored), len(records)),
         "tie_policy": tie_policy,
     }
 
@@ -179,13 +193,7 @@ def summarize_pointwise(
         "plcc_logistic_ci_low": cis["plcc_logistic"][0],
         "plcc_logistic_ci_high": cis["plcc_logistic"][1],
         "expected_fallbacks": _fallbacks(records, scored),
-        "n_total": len(records),
-        "n_scored": len(scored),
-        "input_errors": input_errors,
-        "parse_failures": parse_failures,
-        "api_failures": api_failures,
-        "budget_skipped": budget_skipped,
-        "coverage": _coverage(len(scored), len(records)),
+        **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
     }
 
 
