@@ -15,6 +15,7 @@ pytest.importorskip("openai")
 from lmms_eval_autorater.judges.backends.openai_api import OpenAIChatBackend  # noqa: E402
 from lmms_eval_autorater.judges.factory import judge_config  # noqa: E402
 from lmms_eval_autorater.judges.runner import (  # noqa: E402
+    AUTO_CEILING,
     AUTO_START,
     AdaptiveConcurrency,
     CallRunner,
@@ -68,7 +69,9 @@ def test_auto_grows_past_its_start_on_a_latency_bound_server():
         runner = runner_for(server)
         out = runner.run(prompts(160))
     assert all(isinstance(r, Completion) for r in out)
-    assert runner.controller.peak >= 2 * AUTO_START and server.max_in_flight >= 2 * AUTO_START
+    # the controller doubles to its ceiling; the server sees more than the start in flight (threads on a
+    # loaded 2-core machine do not all reach it at once)
+    assert runner.controller.peak == AUTO_CEILING == 2 * AUTO_START and server.max_in_flight > AUTO_START
     assert runner.gate_stats()["concurrency_backoffs"] == 0
 
 

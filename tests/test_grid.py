@@ -377,3 +377,15 @@ def test_halving_stops_early_once_the_best_is_ahead_by_more_than_the_cis():
     assert all(r.round < 3 and r.n_docs <= 20 for r in rows[1:]) and len(rows) == 41
     # on 8 sets nothing is certain: no early stop there even with a perfect best
     assert rounds[0].note == rounds[1].note == ""
+
+
+@pytest.mark.parametrize(
+    "task", ["genaibench_gen", "editreward_bench_2", "editreward_bench_3", "editreward_bench_4"]
+)
+def test_grid_refuses_tasks_not_scored_by_the_paradigm_headline(task, capsys):
+    """GenAI-Bench's four labels and EditReward-Bench's rule are not the accuracy grid ranks by: refused, one line."""
+    from lmms_eval_autorater import cli
+
+    rc = cli.main(["grid", "--model", "autorater_openai", "--task", task])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1 and len(err) == 1 and f"got {task!r}" in err[0] and "mmrb2_edit" in err[0], err

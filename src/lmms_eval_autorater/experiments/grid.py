@@ -30,7 +30,9 @@ from lmms_eval_autorater.errors import UsageError
 from lmms_eval_autorater.experiments.loop import EvaluationLoop, counts, headline, nan_last, paired
 from lmms_eval_autorater.tasks.catalog import TASKS, task_info
 
-GRID_TASKS = tuple(t for t in TASKS if TASKS[t].classes == 2)  # not the four-label GenAI-Bench tasks
+#: grid ranks subsets by the paradigm's headline (``loop.headline``), so only the tasks scored by it: not
+#: GenAI-Bench's four labels nor EditReward-Bench's individual/group rule (their templates differ)
+GRID_TASKS = tuple(t for t in TASKS if TASKS[t].template == TASKS[t].paradigm)
 STRATEGIES = ("halving", "exhaustive")
 #: the largest subset searched (the paper: 1..3 specialists)
 DEFAULT_MAX_SIZE = 3
