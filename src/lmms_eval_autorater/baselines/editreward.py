@@ -19,9 +19,12 @@ Their scoring (``rm_head_type="ranknet_multi_head"``, ``pooling_strategy="mean"`
 - no position ids are passed, so the language model gets plain 1-D positions from the attention mask's cumulative
   sum (what transformers 4.57 computes without ``input_ids``), not Qwen2.5-VL's 3-D M-RoPE positions.
 
-Not yet checked against the authors' code on a tiny checkpoint (their repository runs only with its training
-stack: trl 0.8.6, peft, deepspeed); ``tests/test_editreward.py`` checks the architecture, the key layout and the
-scoring path on a tiny random checkpoint built here.
+Checked against the authors' code: ``scripts/make_editreward_parity_fixtures.py`` runs their
+``EditRewardInferencer`` (commit edb027e, transformers 4.57.0, trl 0.8.6) on a tiny random checkpoint of their
+``Qwen2_5_VLRewardModelBT_MultiHead``; ``tests/test_reward_parity.py`` finds the same final score, log sigma and
+per-head (mu, log sigma) to 1e-5 (measured: 6e-7), one by one and batched. The hub checkpoints
+(``TIGER-Lab/EditReward-Qwen2.5-VL-7B``, ``TIGER-Lab/EditReward-MiMo-VL-7B-SFT-2508``) hold one flat state dict at
+the repository root, the layout upstream reads (a folder's ``model.pth`` first, then ``model.safetensors``).
 """
 
 from __future__ import annotations
@@ -162,6 +165,14 @@ class EditRewardScorer:
         self.model = None
 
     def _checkpoint_file(self):
+        """The checkpoint file: as upstream's ``EditRewardInferencer``, a folder's ``model.pth`` wins over its
+        ``model.safetensors``; a hub id (both released repos hold a root ``model.safetensors``) is asked for
+        ``model.safetensors``, then ``model.pth``."""
+        from pathlib import Path
+
+        folder = Path(self.checkpoint).expanduser()
+        if folder.is_dir() and (folder / "model.pth").is_file():
+            return folder / "model.pth"
         try:
             return resolve_file(
                 self.checkpoint,
@@ -265,13 +276,18 @@ class EditRewardScorer:
 
     def score(self, instructions: list[str], sources: list[Any], images: list[Any]) -> list[float]:
         """One reward per (instruction, source image, edited image); images are PIL images or reference strings."""
+        return [d["score"] for d in self.score_details(instructions, sources, images)]
+
+    def score_details(self, instructions: list[str], sources: list[Any], images: list[Any]) -> list[dict]:
+        """Per edit: ``score`` and ``log_sigma`` (the heads' mean, as upstream pools them) and ``heads``, each
+        head's (mu, log sigma) (head 0: instruction following, head 1: visual quality)."""
         if not (len(instructions) == len(sources) == len(images)):
             raise ValueError(
                 f"{len(instructions)} instructions, {len(sources)} sources, {len(images)} edited images: "
                 "give one of each per edit"
             )
         self.load()
-        out: list[float] = []
+        out: list[dict] = []
         for start in range(0, len(images), self.batch_size):
             sl = slice(start, start + self.batch_size)
             out.extend(self._score_batch(instructions[sl], sources[sl], images[sl]))
@@ -311,16 +327,25 @@ class EditRewardScorer:
             picked = hidden[torch.arange(hidden.shape[0], device=self.device), pos].float()
             return self.model.rm_heads[f"head_{head}"](picked)
 
-    def _score_batch(self, instructions: list[str], sources: list[Any], images: list[Any]) -> list[float]:
+    def _score_batch(self, instructions: list[str], sources: list[Any], images: list[Any]) -> list[dict]:
         import torch
 
         pil = []
         for src, img in zip(sources, images):  # per conversation: source first, then the edited image
             pil += [resize_image(open_image(src)), resize_image(open_image(img))]
         texts = [build_prompt_texts(i) for i in instructions]
-        per_head = [self._head_outputs(h, [t[h] for t in texts], pil) for h in range(len(HEAD_PROMPTS))]
-        mean = torch.stack(per_head).mean(0)  # pooling_strategy "mean": [B, 2] = (mu, log sigma)
-        return [float(v) for v in mean[:, 0].cpu()]
+        per_head = torch.stack(
+            [self._head_outputs(h, [t[h] for t in texts], pil) for h in range(len(HEAD_PROMPTS))]
+        ).cpu()  # [heads, B, 2] = (mu, log sigma)
+        mean = per_head.mean(0)  # pooling_strategy "mean"
+        return [
+            {
+                "score": float(mean[b, 0]),
+                "log_sigma": float(mean[b, 1]),
+                "heads": [[float(v) for v in per_head[h, b]] for h in range(per_head.shape[0])],
+            }
+            for b in range(mean.shape[0])
+        ]
 
 
 __all__ = ["EditRewardScorer", "build_prompt_texts"]

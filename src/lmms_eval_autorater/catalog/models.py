@@ -40,8 +40,15 @@ CLIPSCORE_CHECKPOINT = "openai/clip-vit-large-patch14"
 HPSV2_CHECKPOINT = "xswu/HPSv2"
 HPSV2_FILE = "HPS_v2.1_compressed.pt"
 HPSV2_ARCH = "ViT-H-14"
-#: EditReward on Qwen2.5-VL-7B (the authors' config EditReward-Qwen2.5-7B-VL.yaml); the MiMo-VL variant is the same
-#: architecture: checkpoint=TIGER-Lab/EditReward-MiMo-VL-7B-SFT-2508,base_model=XiaomiMiMo/MiMo-VL-7B-SFT-2508
+#: EditReward on Qwen2.5-VL-7B; the MiMo-VL variant is the same architecture:
+#: checkpoint=TIGER-Lab/EditReward-MiMo-VL-7B-SFT-2508,base_model=XiaomiMiMo/MiMo-VL-7B-SFT-2508.
+#: Where each id was read: both checkpoint ids from the authors' hub collection (huggingface.co/collections/
+#: TIGER-Lab/editreward: EditReward-Qwen2.5-VL-7B, EditReward-MiMo-VL-7B-SFT-2508; the repo's config file name
+#: "EditReward-Qwen2.5-7B-VL" is NOT the hub id); the base ids from model_name_or_path of the authors' yamls
+#: (TIGER-AI-Lab/EditReward@edb027e: config/EditReward-Qwen2.5-7B-VL.yaml, config/EditReward-MiMo-VL-7B-SFT-2508.yaml).
+#: File layout (one flat model.safetensors at the repo root, as upstream's EditRewardInferencer reads it): from
+#: third-party code that downloads it (hf_hub_download(..., "model.safetensors") for MiMo-VL; a snapshot loaded
+#: strictly by EditRewardInferencer for Qwen2.5-VL); the model cards themselves were not readable here.
 EDITREWARD_CHECKPOINT = "TIGER-Lab/EditReward-Qwen2.5-VL-7B"
 EDITREWARD_BASE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
 #: Q-SiT: the QS specialist and the ``qsit`` baseline run the same checkpoint
