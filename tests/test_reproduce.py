@@ -51,7 +51,8 @@ def test_dry_run_without_keys_skips_every_api_row(no_keys_offline, tmp_path, cap
             assert "judge calls / cost: local model: no API call, no API cost" in lines, head
             assert head.startswith("[SKIP]") and any("not in the Hugging Face cache" in x or "checkpoint" in x
                                                      for x in lines), head  # fmt: skip
-    assert "reproduce: 0 of 24 jobs can run; 24 skipped" in text
+    # 25 jobs: the paper's rows and the five reward models (editscore the fifth, issue 20)
+    assert "reproduce: 0 of 25 jobs can run; 25 skipped" in text
     assert not (out / "runs").exists()  # a dry run starts nothing
 
 

@@ -51,6 +51,10 @@ HPSV2_ARCH = "ViT-H-14"
 #: strictly by EditRewardInferencer for Qwen2.5-VL); the model cards themselves were not readable here.
 EDITREWARD_CHECKPOINT = "TIGER-Lab/EditReward-Qwen2.5-VL-7B"
 EDITREWARD_BASE_MODEL = "Qwen/Qwen2.5-VL-7B-Instruct"
+#: EditScore (the ``editscore`` 0.2 package's README): a LoRA on Qwen2.5-VL-7B-Instruct, merged at load; the other sizes
+#: are LoRAs too: lora=EditScore/EditScore-32B,pretrained=Qwen/Qwen2.5-VL-32B-Instruct (and -72B likewise)
+EDITSCORE_LORA = "EditScore/EditScore-7B"
+EDITSCORE_BASE_MODEL = EDITREWARD_BASE_MODEL  # the same Qwen2.5-VL-7B-Instruct
 #: Q-SiT: the QS specialist and the ``qsit`` baseline run the same checkpoint
 QSIT_CHECKPOINT = "zhangzicheng/q-sit"
 GROUNDING_DINO_CHECKPOINT = "IDEA-Research/grounding-dino-base"
@@ -279,6 +283,18 @@ MODELS: dict[str, ModelEntry] = {
             batch_size=2,
             task_kind="editing",
             row="EditReward",
+        ),
+        ModelEntry(
+            "editscore",
+            "baseline",
+            f"{_BASELINES}:EditScoreModel",
+            defaults={"pretrained": EDITSCORE_BASE_MODEL, "lora": EDITSCORE_LORA},
+            checkpoint=EDITSCORE_LORA,
+            paper_group="reward_models",
+            open_weights=True,
+            batch_size=4,
+            task_kind="editing",
+            row="EditScore",
         ),
         _variant(_GPT4O, "all", "AutoraterGPT4oAll", "all"),
         _variant(_GPT4O, "auto", "AutoraterGPT4oAuto", "auto"),

@@ -1,5 +1,5 @@
 """lmms-eval models of the released scorers: Table 2's ``hpsv3``, ``imagereward``, ``qsit``, and the reward
-models users compare against, ``pickscore``, ``hpsv2``, ``clipscore`` and ``editreward`` (editing).
+models users compare against, ``pickscore``, ``hpsv2``, ``clipscore``, ``editreward`` and ``editscore`` (editing).
 
 Each scores every candidate image against the request: pointwise tasks get the score, pairwise
 tasks the image with the higher score (equal scores are a tie, handled by the task's tie policy).
@@ -76,6 +76,11 @@ class BaselineScorerModel(lmms):
         with fatal_in_run():
             return self._generate_until(requests)
 
+    def key_failure(self, key: tuple[str, str | None, str]) -> tuple[str, str] | None:
+        """(status, reason) when scoring ``key`` failed in a way the scorer names (``api_error``,
+        ``parse_failure``); None otherwise (a non-finite score is still a parse failure)."""
+        return None
+
     def check_tasks(self, kinds: dict[str, str]) -> None:
         """Refuse, before anything is scored, the tasks (name -> task kind) this scorer is not made for."""
         entry = CATALOG.get(self.NAME)
@@ -122,6 +127,18 @@ class BaselineScorerModel(lmms):
                 continue
             s = [float(scores[unique[(r.request, r.source, ref)]]) for ref in r.candidates]
             meta = {"model": self.NAME, "scores": s}
+            failed = next(
+                (f for ref in r.candidates if (f := self.key_failure((r.request, r.source, ref)))), None
+            )
+            if failed is not None:
+                status, reason = failed
+                task, _, doc = r.doc_key.partition("/")
+                v = Verdict(
+                    status=status, error=f"task {task!r}, doc {doc!r}: {self.NAME}: {reason}", meta=meta
+                )
+                logger.error(f"{self.NAME}: {v.error}; counted as {status}")
+                out.append(encode_verdict(v, r.paradigm))
+                continue
             if not all(math.isfinite(x) for x in s):
                 v = nonfinite_verdict(self.NAME, r, s)
                 logger.error(f"{self.NAME}: {v.error}; counted in parse_failures")
@@ -291,3 +308,111 @@ class EditRewardModel(BaselineScorerModel):
         return list(
             self.scorer.score([p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys])
         )
+
+
+class EditScoreModel(EditRewardModel):
+    """``editscore``: EditScore (Qwen2.5-VL + the EditScore LoRA, generative: SC and PQ answers) on (instruction,
+    source, edited) (editing tasks); in process, or ``base_url=`` an OpenAI-compatible server (``model=``)."""
+
+    ALLOWED = BaselineScorerModel.ALLOWED | {
+        "pretrained",
+        "lora",
+        "local_files_only",
+        "dtype",
+        "num_pass",
+        "seed",
+        "temperature",
+        "score_range",
+        "reduction",
+        "max_new_tokens",
+        "base_url",
+        "model",
+        "api_key_env",
+        "served_format",
+        "concurrency",
+        "max_retries",
+    }
+    NAME = "editscore"
+
+    def build_scorer(self):
+        from lmms_eval_autorater.baselines.editscore import MAX_NEW_TOKENS, EditScoreScorer
+        from lmms_eval_autorater.judges.args import ModelArgError, as_float, check_base_url
+
+        a = self.args
+        self._failures: dict[tuple[str, str | None, str], tuple[str, str]] = {}
+        transport = None
+        if a.get("base_url"):
+            url = str(a["base_url"])
+            check_base_url(url, "base_url")
+            if not url.startswith(("http://", "https://")):
+                raise ModelArgError(
+                    f"model argument base_url={url!r}: expected an http(s) URL, e.g. http://host:8000/v1"
+                )
+            if not a.get("model"):
+                raise ModelArgError(
+                    "editscore: base_url= needs model= (the name the server serves the merged model as)"
+                )
+            transport = _editscore_transport(
+                str(a["model"]), url, a.get("api_key_env") or None, a.get("concurrency"), a.get("max_retries")
+            )
+        elif a.get("model"):
+            raise ModelArgError(
+                "editscore: model= names a served model; give base_url= too (or pretrained= in process)"
+            )
+        return EditScoreScorer(
+            pretrained=self.default("pretrained"),
+            lora=self.default("lora"),
+            device=self.device_arg,
+            batch_size=self.batch_size,
+            local_files_only=self.args.get("local_files_only"),
+            dtype=self.args.get("dtype"),
+            num_pass=as_int("num_pass", a.get("num_pass", 1), 1),
+            seed=as_int("seed", a.get("seed", 42), 0),
+            temperature=as_float("temperature", a.get("temperature", 0.7)),
+            score_range=as_int("score_range", a.get("score_range", 25), 1),
+            reduction=str(a.get("reduction", "average_last")),
+            max_new_tokens=as_int("max_new_tokens", a.get("max_new_tokens", MAX_NEW_TOKENS), 1),
+            transport=transport,
+            served_format=str(a.get("served_format", "qwen")),
+        )
+
+    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+        missing = sum(src is None for _, src, _ in keys)
+        if missing:  # editing docs carry their source image; a doc without one is not an editing doc
+            raise UsageError(
+                f"{self.NAME}: {missing} candidate(s) have no source image (not an editing task?)"
+            )
+        results = self.scorer.score_detailed(
+            [p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys]
+        )
+        for key, res in zip(keys, results):
+            if res.failure is not None:
+                self._failures[key] = res.failure
+        return [r.overall for r in results]
+
+    def key_failure(self, key: tuple[str, str | None, str]) -> tuple[str, str] | None:
+        return self._failures.get(key)
+
+
+def _editscore_transport(model: str, base_url: str, api_key_env, concurrency, max_retries):
+    """The served specialists' transport (the judge's OpenAI client, ``CallRunner`` retries and failure counts),
+    sending EditScore's sampling settings instead of greedy decoding."""
+    from lmms_eval_autorater.judges.served import ServedSpecialistBackend, ServedTransport
+
+    class _Backend(ServedSpecialistBackend):
+        def request_kwargs(self, prompt):  # type: ignore[override]
+            kwargs = super().request_kwargs(prompt)
+            extra = dict(kwargs.pop("extra_body", {}) or {})
+            kwargs.update(extra.pop("sampling", {}))
+            if extra:
+                kwargs["extra_body"] = extra
+            return kwargs
+
+    opts: dict = {}
+    if concurrency not in (None, ""):
+        opts["concurrency"] = (
+            concurrency if str(concurrency) == "auto" else as_int("concurrency", concurrency, 1)
+        )
+    if max_retries not in (None, ""):
+        opts["max_retries"] = as_int("max_retries", max_retries, 0)
+    return ServedTransport(_Backend(model, base_url, api_key_env=api_key_env), **opts)
