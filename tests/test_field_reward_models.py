@@ -269,14 +269,15 @@ ER3 = [("g1", "A>B>C"), ("g2", "C>A>B")]
 
 
 def _samples(out: Path, task: str) -> dict[str, dict]:
-    """doc id -> logged sample (doc and the scorer's envelope) of one task of a run folder."""
+    """doc id -> the scorer's two logged scores, for one task of a run folder."""
     path = next(out.rglob(f"*_samples_{task}.jsonl"))
     rows = {}
     for line in path.read_text().splitlines():
         row = json.loads(line)
         resp = row["filtered_resps"]
         env = json.loads(resp[0] if isinstance(resp, list) else resp)
-        rows[str(row["doc"]["doc_id"])] = {"doc": row["doc"], "scores": env["meta"]["scores"]}
+        # our doc id (the record's), for the join with the labels this test wrote; the scores are the scorer's
+        rows[str(row["accuracy"]["doc_id"])] = {"scores": env["meta"]["scores"]}
     return rows
 
 
