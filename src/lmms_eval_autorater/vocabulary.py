@@ -81,7 +81,8 @@ POINTWISE_METRICS: tuple[str, ...] = (
     *ESTIMATE_METRICS,
 )
 #: the metrics of a four-label task (GenAI-Bench): its own accuracy (every item, a failure wrong) and ours
-#: (``accuracy_scored``: failures excluded and counted) beside it
+#: (``accuracy_scored``: failures excluded and counted) beside it; a scalar scorer's run also gets EditReward's
+#: ``accuracy_tie_calibrated`` (nan for judges)
 FOUR_LABEL_METRICS: tuple[str, ...] = (
     "accuracy",
     "accuracy_ci_low",
@@ -90,11 +91,14 @@ FOUR_LABEL_METRICS: tuple[str, ...] = (
     *COUNT_METRICS,
     "predicted_ties",
     "flip_rate",
+    "accuracy_tie_calibrated",
     *USAGE_METRICS,
     *ESTIMATE_METRICS,
 )
 #: the metrics of an EditReward-Bench task: ``accuracy`` is its individual accuracy, ``group_accuracy`` the
-#: share of groups with every comparison right (EditReward's evaluation scripts), ``accuracy_scored`` ours
+#: share of groups with every comparison right (EditReward's evaluation scripts), ``accuracy_scored`` ours; a
+#: scalar scorer's run also gets EditReward's reward-model rule (``*_tie_calibrated``, ``tie_epsilon``; nan for
+#: judges)
 EDITREWARD_METRICS: tuple[str, ...] = (
     "accuracy",
     "accuracy_ci_low",
@@ -104,6 +108,9 @@ EDITREWARD_METRICS: tuple[str, ...] = (
     *COUNT_METRICS,
     "predicted_ties",
     "flip_rate",
+    "accuracy_tie_calibrated",
+    "group_accuracy_tie_calibrated",
+    "tie_epsilon",
     *USAGE_METRICS,
     *ESTIMATE_METRICS,
 )
@@ -118,7 +125,7 @@ TASK_METRICS: dict[str, tuple[str, ...]] = {
 HIGHER_IS_BETTER: frozenset[str] = frozenset(
     {"accuracy", "accuracy_ci_low", "accuracy_ci_high", "pearson", "pearson_ci_low", "pearson_ci_high"}
     | {"spearman", "kendall", "n_scored", "mean_score", "mean_score_ci_low", "mean_score_ci_high"}
-    | {"accuracy_scored", "group_accuracy"}
+    | {"accuracy_scored", "group_accuracy", "accuracy_tie_calibrated", "group_accuracy_tie_calibrated"}
     | {"spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high"}
     | {"plcc_logistic", "plcc_logistic_ci_low", "plcc_logistic_ci_high", "tie_accuracy"}
 )

@@ -31,3 +31,22 @@ def published() -> list[dict[str, Any]]:
 def source(key: str) -> str:
     """The citation of a source key (``mmrb2``, ``genaibench``, ``editreward``)."""
     return str(field_data()["sources"][key])
+
+
+def metric_label(metric: str) -> str:
+    """How a cell names ``metric`` when it is not its column's (``group accuracy``, ``tie-calibrated``)."""
+    return str(field_data().get("metric_labels", {}).get(metric, metric.replace("_", " ")))
+
+
+#: the row groups of the field table, in order: the judges, then the scalar scorers (a score per image)
+GROUPS = ("judges", "reward models")
+
+
+def published_cell(row: dict[str, Any], task: str) -> tuple[float, str | None] | None:
+    """(value in %, metric or None for the column's own) of a published row's cell; None when it has none."""
+    if task not in row:
+        return None
+    value = row[task]
+    if isinstance(value, dict):
+        return float(value["value"]), str(value["metric"])
+    return float(value), None

@@ -98,7 +98,8 @@ def four_label_summary(
     records: Sequence[Mapping[str, Any]], n_resamples: int = 1000, seed: int = 0
 ) -> dict[str, Any]:
     """GenAI-Bench's accuracy (every record in the denominator, failures wrong) with a clustered bootstrap CI,
-    and ours beside it (``accuracy_scored``: failures excluded and counted), plus the failure counts."""
+    and ours beside it (``accuracy_scored``: failures excluded and counted), plus the failure counts; for a
+    scalar scorer's records (with ``margin``) also EditReward's tie-calibrated accuracy (``four_label_scalar``)."""
     scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(
         records, lambda p: p is not None and p in (0, *FOUR_LABELS)
     )
@@ -127,6 +128,7 @@ def four_label_summary(
         "accuracy_scored": genaibench_accuracy(s_labels, s_preds) if scored else float("nan"),
         **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
         "predicted_ties": sum(1 for p in s_preds if p in (0, 3, 4)),
+        **four_label_scalar(records),
     }
 
 
@@ -277,7 +279,8 @@ def editreward_summary(
       wrong, an API or input failure (and a budget skip) is no result; 95% CI clustered by group.
     * ``group_accuracy``: groups with every comparison a result and right / groups with at least one result.
     * ``accuracy_scored``: ours, failures of every kind excluded (and counted).
-    A predicted tie (0) is right only on a tie label."""
+    A predicted tie (0) is right only on a tie label. For a scalar scorer's records (with ``margin``) also
+    EditReward's rule for reward models (``editreward_scalar``: tie-calibrated accuracy and group accuracy)."""
     scored, input_errors, parse_failures, api_failures, budget_skipped = _triage(
         records, lambda p: p is not None and p in (0, 1, 2)
     )
@@ -327,4 +330,131 @@ def editreward_summary(
         **counts(records, scored, input_errors, parse_failures, api_failures, budget_skipped),
         "predicted_ties": sum(1 for p in s_preds if p == 0),
         "groups": theirs["groups"],
+        **editreward_scalar(records),
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# scalar reward models (a score per image): EditReward's tie-calibrated accuracy
+#
+# A scalar scorer says "tie" only on exactly equal scores, so a benchmark with human ties would count every
+# human tie wrong. EditReward's ``eval_bench.py`` (TIGER-AI-Lab/EditReward, ``EditReward/evaluate/``) scores a
+# reward model instead on the margin m = score(A) - score(B), calling |m| <= epsilon a tie, with epsilon chosen
+# on the same data to maximise the accuracy (an in-sample, optimistic threshold, as the authors do). Human
+# truth h: 1 (A better), -1 (B better), 0 (tie).
+
+
+def _tie_stats(h: Sequence[int], m: Sequence[float], epsilon: float) -> tuple[int, int, int, int, int]:
+    """eval_bench.py ``suff_stats``: (C, D, Th, Tm, Thm) = concordant, discordant, human-only tie,
+    model-only tie, both tie; a model tie is |m| <= epsilon (epsilon < 0: never)."""
+    c = d = th = tm = thm = 0
+    for hi, mi in zip(h, m):
+        if hi == 0 and abs(mi) <= epsilon:
+            thm += 1
+        elif hi == 0:
+            th += 1
+        elif abs(mi) <= epsilon:
+            tm += 1
+        elif hi * mi > 0:
+            c += 1
+        else:
+            d += 1
+    return c, d, th, tm, thm
+
+
+def tie_calibrated_accuracy(h: Sequence[int], m: Sequence[float]) -> tuple[float, float]:
+    """EditReward-Bench's pairwise accuracy of a scalar scorer (eval_bench.py
+    ``calc_accuracy_with_ties_for_edit_reward_bench``): the best (C + Thm) / N over the thresholds
+    {0} and every |m|, the smallest threshold winning a tie; returns (accuracy, epsilon); nan, nan when empty."""
+    if len(h) != len(m):
+        raise ValueError(f"h and m differ in length: {len(h)} vs {len(m)}")
+    if not h:
+        return float("nan"), float("nan")
+    best, best_eps = -1.0, -1.0
+    for eps in [0.0, *sorted({abs(float(x)) for x in m})]:
+        c, d, th, tm, thm = _tie_stats(h, m, eps)
+        acc = (c + thm) / (c + d + th + tm + thm)
+        if acc > best:
+            best, best_eps = acc, eps
+    return best, best_eps
+
+
+def tie_walk_accuracy(h: Sequence[int], m: Sequence[float]) -> float:
+    """The accuracy-with-ties that EditReward's eval_bench.py reports for GenAI-Bench editing (its
+    ``calc_accuracy_with_ties``, after arXiv:2305.14324): the pairs sorted by |m| (stably) become ties one at a
+    time and the best (C + Thm) / N on the way is kept (at least one pair is a tie); nan when empty."""
+    if len(h) != len(m):
+        raise ValueError(f"h and m differ in length: {len(h)} vs {len(m)}")
+    if not h:
+        return float("nan")
+    order = sorted(range(len(h)), key=lambda i: abs(float(m[i])))
+    c, d, th, tm, thm = _tie_stats(h, m, -1.0)
+    best = float("-inf")
+    for k in range(len(order)):
+        # the first k+1 pairs by |m| are ties, the rest are judged by the sign of m
+        hi, mi = h[order[k]], float(m[order[k]])
+        if hi == 0:
+            th, thm = th - 1, thm + 1
+        elif hi * mi > 0:
+            c, tm = c - 1, tm + 1
+        else:
+            d, tm = d - 1, tm + 1
+        best = max(best, (c + thm) / (c + d + th + tm + thm))
+    return best
+
+
+def scalar_margins(records: Sequence[Mapping[str, Any]]) -> list[int] | None:
+    """The indices of the records that carry a scalar scorer's margin (``margin``: score of Image 1 minus
+    score of Image 2), or None when a scored record has none (a judge's run: the scalar rules do not apply)."""
+    idx = [i for i, r in enumerate(records) if isinstance(r.get("margin"), (int, float))]
+    if not idx:
+        return None
+    if any(r.get("status") == "ok" and r.get("margin") is None for r in records):
+        return None
+    return idx
+
+
+def editreward_scalar(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """EditReward's rule for a scalar scorer on EditReward-Bench (``evaluate_edit_reward_bench``), over the
+    comparisons with a margin (a failed one has no score and no result, as in their script):
+
+    * ``accuracy_tie_calibrated``: ``tie_calibrated_accuracy`` (on 3- and 4-candidate sets, without human ties,
+      the best threshold is 0 and it equals the accuracy with an exact tie counted wrong);
+    * ``tie_epsilon``: the threshold it chose;
+    * ``group_accuracy_tie_calibrated``: their strict ranking accuracy: a group is right when each of its
+      comparisons is, a human tie when |m| <= epsilon, a preference when m has its sign (an exactly equal
+      pair on a preference is wrong here; their argsort would rank the later candidate first).
+    All nan when the records are not a scalar scorer's."""
+    idx = scalar_margins(records)
+    nan = float("nan")
+    if idx is None:
+        return {"accuracy_tie_calibrated": nan, "tie_epsilon": nan, "group_accuracy_tie_calibrated": nan}
+    sign = {1: 1, 2: -1, 0: 0}
+    h = [sign[int(records[i]["label"])] for i in idx]
+    m = [float(records[i]["margin"]) for i in idx]
+    acc, eps = tie_calibrated_accuracy(h, m)
+    groups: dict[Any, bool] = {}
+    for hi, mi, i in zip(h, m, idx):
+        right = abs(mi) <= eps if hi == 0 else hi * mi > 0
+        g = records[i].get("group")
+        groups[g] = groups.get(g, True) and right
+    for r in records:  # a group with a comparison without a result is not all right
+        if r.get("group") in groups and not isinstance(r.get("margin"), (int, float)):
+            groups[r.get("group")] = False
+    return {
+        "accuracy_tie_calibrated": acc,
+        "tie_epsilon": eps,
+        "group_accuracy_tie_calibrated": sum(groups.values()) / len(groups),
+    }
+
+
+def four_label_scalar(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """A scalar scorer on GenAI-Bench the way EditReward's paper scores one there (eval_bench.py, benchmark
+    ``genai_edit_bench``): both tie labels are one human tie, ``tie_walk_accuracy`` over the items with a
+    margin (``accuracy_tie_calibrated``); nan when the records are not a scalar scorer's."""
+    idx = scalar_margins(records)
+    if idx is None:
+        return {"accuracy_tie_calibrated": float("nan")}
+    sign = {1: 1, 2: -1, 3: 0, 4: 0}
+    h = [sign[int(records[i]["label"])] for i in idx]
+    return {"accuracy_tie_calibrated": tie_walk_accuracy(h, [float(records[i]["margin"]) for i in idx])}

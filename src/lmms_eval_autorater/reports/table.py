@@ -800,40 +800,71 @@ def write_all(table: Table, out: Path) -> dict[str, Any]:
 
 
 def _field_row_name(run: Run) -> str:
-    """Our row's name: the paper's row when the run is one (``recognise``), else the model and its model name."""
+    """Our row's name: the paper's row when the run is one (``recognise``; a reward model's catalog row name),
+    else the model and its model name."""
     rec = recognise(run)
     if rec.row is not None:
         return f"{rec.row}{f' [{rec.subset}]' if rec.subset else ''} (ours)"
     return f"{run.model}{f' ({run.model_name})' if run.model_name else ''}"
 
 
+def _field_group(run: Run) -> str:
+    """``reward models`` for a scalar scorer of the model catalog (a score per image), else ``judges``."""
+    entry = catalog_models.MODELS.get(run.model)
+    return "reward models" if entry is not None and entry.kind == "baseline" else "judges"
+
+
 def _pct(x: Any) -> float | None:
     return round(100.0 * float(x), 2) if is_number(x) and not math.isnan(float(x)) else None
+
+
+def _field_spec(spec: dict[str, Any], group: str) -> tuple[str, str | None]:
+    """(metric, metric beside it) of a column for a row group: a reward model's row follows its authors' rule
+    for scalar scorers where the column names one (``reward_models`` in catalog/field.yaml)."""
+    if group == "reward models" and spec.get("reward_models"):
+        rm = spec["reward_models"]
+        return str(rm["metric"]), rm.get("also")
+    return str(spec["metric"]), spec.get("also")
 
 
 def build_field_table(runs: list[Run]) -> dict[str, Any]:
     """The field's benchmarks as columns (``catalog/field.yaml``): the published rows with their sources, then
     one row per run (our headline by the authors' rule, its CI, the extra metric such as group accuracy, in %);
-    a cell of a run with ``--limit`` or fewer docs than the benchmark holds is marked partial."""
+    a cell of a run with ``--limit`` or fewer docs than the benchmark holds is marked partial. Rows come in two
+    groups, the judges and the reward models (scalar scorers), each with its published rows first; a reward
+    model's cell uses its authors' rule for scalar scorers where the column names one (``metric`` says which)."""
     from lmms_eval_autorater.catalog import field as field_catalog
 
     cols = field_catalog.columns()
     rows: list[dict[str, Any]] = []
     for p in field_catalog.published():
-        cells = {
-            t: {"value": float(p[t]), "source": field_catalog.source(p["source"][t])} for t in cols if t in p
-        }
-        rows.append({"row": p["row"], "kind": "published", "note": p.get("note"), "cells": cells})
+        cells = {}
+        for t in cols:
+            found = field_catalog.published_cell(p, t)
+            if found is None:
+                continue
+            value, metric = found
+            cells[t] = {
+                "value": value,
+                "metric": metric or cols[t]["metric"],
+                "source": field_catalog.source(p["source"][t]),
+            }
+        group = str(p.get("group", "judges"))
+        rows.append(
+            {"row": p["row"], "kind": "published", "group": group, "note": p.get("note"), "cells": cells}
+        )
     ours: dict[str, dict[str, Any]] = {}
     ignored: list[dict[str, str]] = []
     for run in runs:
         name = _field_row_name(run)
+        group = _field_group(run)
         for task, tr in run.tasks.items():
             if task not in cols:
                 ignored.append({"file": str(run.path), "reason": f"task {task} is not a field column"})
                 continue
             spec = cols[task]
-            row = ours.setdefault(name, {"row": name, "kind": "ours", "cells": {}})
+            metric, also = _field_spec(spec, group)
+            row = ours.setdefault(name, {"row": name, "kind": "ours", "group": group, "cells": {}})
             if task in row["cells"]:
                 raise TableError(
                     f"two runs of {name!r} on {task}: {row['cells'][task]['file']} and {run.path}; keep one"
@@ -841,47 +872,58 @@ def build_field_table(runs: list[Run]) -> dict[str, Any]:
             limit = tr.limit if tr.limit is not None else run.limit
             partial = limit is not None or (tr.n_docs is not None and tr.n_docs < int(spec["n_docs"]))
             cell = {
-                "value": _pct(tr.metrics.get(spec["metric"])),
-                "ci": [
-                    _pct(tr.metrics.get(f"{spec['metric']}_ci_low")),
-                    _pct(tr.metrics.get(f"{spec['metric']}_ci_high")),
-                ],
+                "value": _pct(tr.metrics.get(metric)),
+                "metric": metric,
+                "ci": [_pct(tr.metrics.get(f"{metric}_ci_low")), _pct(tr.metrics.get(f"{metric}_ci_high"))],
                 "n_docs": tr.n_docs,
                 "partial": partial,
                 "file": str(run.path),
             }
-            if spec.get("also"):
-                cell[spec["also"]] = _pct(tr.metrics.get(spec["also"]))
+            if metric != spec["metric"]:  # the column's own metric stays beside the authors' scalar rule
+                cell[spec["metric"]] = _pct(tr.metrics.get(spec["metric"]))
+            if also:
+                cell["also"] = also
+                cell[also] = _pct(tr.metrics.get(also))
             row["cells"][task] = cell
     if not ours:
         reasons = "; ".join(f"{i['file']}: {i['reason']}" for i in ignored) or "no runs"
         raise TableError(f"no run has a field column ({reasons})")
+    every = [*rows, *ours.values()]
     return {
         "columns": {t: {**spec, "unit": "accuracy_percent"} for t, spec in cols.items()},
-        "rows": [*rows, *ours.values()],
+        "rows": [r for g in field_catalog.GROUPS for r in every if r["group"] == g],
         "ignored": ignored,
     }
 
 
 def _field_md_cell(cell: dict[str, Any] | None, spec: dict[str, Any]) -> str:
+    from lmms_eval_autorater.catalog.field import metric_label
+
     if cell is None:
         return ""
+    named = (
+        f" ({metric_label(cell['metric'])})" if cell.get("metric", spec["metric"]) != spec["metric"] else ""
+    )
     if "source" in cell:
-        return f"{cell['value']:.2f}"
+        return f"{cell['value']:.2f}{named}"
     if cell["value"] is None:
-        return "n/a"
-    text = f"{cell['value']:.2f}"
+        return f"n/a{named}"
+    text = f"{cell['value']:.2f}{named}"
     if all(x is not None for x in cell["ci"]):
         text += f" [{cell['ci'][0]:.1f}, {cell['ci'][1]:.1f}]"
-    if spec.get("also") and cell.get(spec["also"]) is not None:
-        text += f"; {spec['also'].replace('_', ' ')} {cell[spec['also']]:.2f}"
+    if named and cell.get(spec["metric"]) is not None:
+        text += f"; {metric_label(spec['metric'])} {cell[spec['metric']]:.2f}"
+    also = cell.get("also")
+    if also and cell.get(also) is not None:
+        text += f"; {metric_label(also)} {cell[also]:.2f}"
     if cell["partial"]:
         text += f" (partial: {cell['n_docs']} of {spec['n_docs']} docs)"
     return text
 
 
 def write_field(data: dict[str, Any], out: Path) -> list[Path]:
-    """field.json, field.md (published rows, then ours; sources below) and field.csv in ``out``."""
+    """field.json, field.md (judges, then reward models; published rows, then ours; sources below) and
+    field.csv in ``out``."""
     from lmms_eval_autorater.catalog import field as field_catalog
 
     out.mkdir(parents=True, exist_ok=True)
@@ -891,13 +933,19 @@ def write_field(data: dict[str, Any], out: Path) -> list[Path]:
         "| row | " + " | ".join(c["title"] for c in cols.values()) + " |",
         "|---|" + "---|" * len(cols),
     ]
+    group = None
     for row in data["rows"]:
+        if row.get("group") != group:
+            group = row.get("group")
+            lines.append(f"| **{group}** |" + " |" * len(cols))
         label = row["row"] + (" (published)" if row["kind"] == "published" else "")
         cells = [_field_md_cell(row["cells"].get(t), spec) for t, spec in cols.items()]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "Accuracy in %, each benchmark scored by its authors' rule (see docs/field.md); ours with the 95% CI.",
+        "Accuracy in %, each benchmark scored by its authors' rule (see docs/field.md); ours with the 95% CI. A "
+        "metric in parentheses is not the column's: the published number's own metric, or the authors' rule for "
+        "scalar reward models (EditReward's tie-calibrated accuracy, its threshold chosen on the same data).",
         "",
     ]
     lines += [f"- {k}: {field_catalog.source(k)}" for k in field_catalog.field_data()["sources"]]
@@ -906,14 +954,16 @@ def write_field(data: dict[str, Any], out: Path) -> list[Path]:
     with (out / "field.csv").open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(
-            ["row", "kind", "task", "value", "ci_low", "ci_high", "extra", "n_docs", "partial", "source"]
-        )
+            ["row", "kind", "group", "task", "metric", "value", "ci_low", "ci_high", "extra_metric", "extra",
+             "n_docs", "partial", "source"]
+        )  # fmt: skip
         for row in data["rows"]:
             for t, c in row["cells"].items():
-                extra = c.get(cols[t].get("also", ""), "")
+                also = c.get("also") or cols[t].get("also") or ""
                 ci = c.get("ci") or ["", ""]
-                w.writerow([row["row"], row["kind"], t, c["value"], ci[0], ci[1], extra, c.get("n_docs", ""),
-                            c.get("partial", ""), c.get("source", "")])  # fmt: skip
+                w.writerow([row["row"], row["kind"], row.get("group", ""), t, c.get("metric", ""), c["value"],
+                            ci[0], ci[1], also if also in c else "", c.get(also, "") if also else "",
+                            c.get("n_docs", ""), c.get("partial", ""), c.get("source", "")])  # fmt: skip
     return [out / "field.json", out / "field.md", out / "field.csv"]
 
 

@@ -39,6 +39,7 @@ DOC_FIELDS = (
     "group",  # cluster id for the bootstrap (the prompt): pairs sharing it are not independent
     "label",  # pairwise: 1 or 2, the human preference
     "target",  # pointwise: the human score (MOS or overall rating)
+    "response_images",  # MMRB2: images in Image 1's and Image 2's response ("3,1"); None elsewhere
 )
 
 
@@ -225,8 +226,8 @@ def _freeze(records: list[dict], keys: Sequence[str]) -> tuple:
 _SUMMARY_FIELDS = {
     "pairwise": PAIRWISE_KEYS,
     "pointwise": POINTWISE_KEYS,
-    "four_label": ("label", "pred", "status", "group"),
-    "editreward": ("label", "pred", "status", "group"),
+    "four_label": ("label", "pred", "status", "group", "margin"),
+    "editreward": ("label", "pred", "status", "group", "margin"),
 }
 
 

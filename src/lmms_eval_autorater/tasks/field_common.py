@@ -11,15 +11,18 @@ GenAI-Bench's ``idx``) with labels 1..4 (``metrics.field``).
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from loguru import logger
+
 from lmms_eval_autorater.errors import DataError
 from lmms_eval_autorater.metrics.field import GENAIBENCH_HUMAN
 from lmms_eval_autorater.tasks.common import data_dir, log_construction, make_doc, make_record
-from lmms_eval_autorater.vocabulary import EDITREWARD_METRICS, FOUR_LABEL_METRICS
+from lmms_eval_autorater.vocabulary import EDITREWARD_METRICS, FOUR_LABEL_METRICS, PAIRWISE_METRICS
 
 # ---------------------------------------------------------------------------------------------
 # MMRB2
@@ -139,7 +142,7 @@ def mmrb2_docs_from_pairs(
             if len(inputs) > 1:
                 stats["multi_image_inputs"] += 1
             source = str(inputs[0]) if len(inputs) == 1 else _montage(inputs, f"mmrb2_{subset}_{pid}_prompt")
-        sides = []
+        sides, counts = [], []
         for side in ("a", "b"):
             resp = pair[f"response_{side}"]
             if not isinstance(resp, dict) or resp.get("response_content") is None:
@@ -150,6 +153,7 @@ def mmrb2_docs_from_pairs(
                 raise DataError(f"{where}: field 'response_{side}.response_content' holds no image")
             if any(t == "text" for t, _ in content):
                 stats["text_in_responses"] += 1
+            counts.append(len(imgs))
             if len(imgs) > 1:
                 stats["multi_image_responses"] += 1
                 sides.append(_montage(imgs, f"mmrb2_{subset}_{pid}_{side}"))
@@ -157,9 +161,25 @@ def mmrb2_docs_from_pairs(
                 sides.append(str(imgs[0]))
         label = 1 if chosen == "A" else 2
         common = dict(task_kind=kind, paradigm="pairwise", request=request, source_image=source, group=pid)
-        docs.append(make_doc(doc_id=f"{pid}:fwd", image_1=sides[0], image_2=sides[1], label=label, **common))
         docs.append(
-            make_doc(doc_id=f"{pid}:rev", image_1=sides[1], image_2=sides[0], label=3 - label, **common)
+            make_doc(
+                doc_id=f"{pid}:fwd",
+                image_1=sides[0],
+                image_2=sides[1],
+                label=label,
+                response_images=f"{counts[0]},{counts[1]}",
+                **common,
+            )
+        )
+        docs.append(
+            make_doc(
+                doc_id=f"{pid}:rev",
+                image_1=sides[1],
+                image_2=sides[0],
+                label=3 - label,
+                response_images=f"{counts[1]},{counts[0]}",
+                **common,
+            )
         )
         stats["pairs"] += 1
         stats["docs"] += 2
@@ -259,6 +279,60 @@ def build_mmrb2(subset: str, task: str) -> list[dict]:
     docs, stats = mmrb2_docs_from_pairs(data["pairs"], root, subset=subset, source_name=str(path))
     log_construction(task, ", ".join(f"{k} {v}" for k, v in stats.items()))
     return docs
+
+
+def _scalar_scores(status: str, meta: dict) -> list[float] | None:
+    """A scalar scorer's two scores of a pairwise doc (the baselines' envelope ``meta.scores``), else None."""
+    scores = meta.get("scores") if status == "ok" else None
+    if (
+        isinstance(scores, list)
+        and len(scores) == 2
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in scores)
+    ):
+        return [float(x) for x in scores]
+    return None
+
+
+def margin_of(status: str, meta: dict) -> float | None:
+    """Score of Image 1 minus score of Image 2 for a scalar scorer's doc (EditReward's tie-calibrated rules
+    read it); None for a judge's answer or a failure."""
+    scores = _scalar_scores(status, meta)
+    return None if scores is None else scores[0] - scores[1]
+
+
+#: the MMRB2 tasks that already logged their multi-image line (one line per task, not one per doc)
+_MULTI_IMAGE_LOGGED: set[str] = set()
+
+
+def mmrb2_record(doc: dict, results: Sequence[str]) -> dict:
+    """One MMRB2 judgment. A scalar scorer (one score per image) on a pair whose response holds several images
+    (MMRB2 editing: one response of 3 images) cannot apply: MMRB2 scores reward models on its single-image
+    subset, so the judgment is excluded and counted in ``input_errors`` (never the montage's score)."""
+    from lmms_eval_autorater.judges.envelope import decode_output
+
+    out = decode_output(results[0] if results else "", "pairwise")
+    counts = [int(x) for x in str(doc.get("response_images") or "1,1").split(",")]
+    if _scalar_scores(out.status, out.meta) is not None and max(counts) > 1:
+        task = "mmrb2_edit" if doc["task_kind"] == "editing" else "mmrb2_t2i"
+        if task not in _MULTI_IMAGE_LOGGED:
+            _MULTI_IMAGE_LOGGED.add(task)
+            logger.warning(
+                f"{task}: {out.meta.get('model', 'a scalar scorer')} scores one image per response; pairs with a "
+                "multi-image response are left out and counted in input_errors (MMRB2 scores reward models on "
+                "its single-image subset)"
+            )
+        error = (
+            f"doc {doc['doc_id']!r}: response images {doc['response_images']} (Image 1, Image 2): a scalar "
+            "scorer scores one image per response (MMRB2's single-image subset)"
+        )
+        return make_record(doc, "pairwise", "input_error", None, {**out.meta, "error": error})
+    return make_record(doc, "pairwise", out.status, out.value, out.meta)
+
+
+def process_mmrb2(doc: dict, results: Sequence[str]) -> dict:
+    """lmms-eval ``process_results`` for MMRB2: the pairwise record (``mmrb2_record``) under every metric key."""
+    record = mmrb2_record(doc, results)
+    return {name: record for name in PAIRWISE_METRICS}
 
 
 def mmrb2_chosen(docs: Sequence[dict]) -> dict[str, str]:
@@ -471,7 +545,7 @@ def decode_four_label(text: str) -> tuple[str, int | None, dict]:
 def four_label_record(doc: dict, results: Sequence[str]) -> dict:
     """One doc's outcome on a four-label task (the same fields as the pairwise records)."""
     status, value, meta = decode_four_label(results[0] if results else "")
-    return make_record(doc, "pairwise", status, value, meta)
+    return {**make_record(doc, "pairwise", status, value, meta), "margin": margin_of(status, meta)}
 
 
 def process_four_label(doc: dict, results: Sequence[str]) -> dict:
@@ -633,7 +707,7 @@ def editreward_record(doc: dict, results: Sequence[str]) -> dict:
     status, value, meta = decode_four_label(results[0] if results else "")
     if value in (3, 4):
         value = 0
-    return make_record(doc, "pairwise", status, value, meta)
+    return {**make_record(doc, "pairwise", status, value, meta), "margin": margin_of(status, meta)}
 
 
 def process_editreward(doc: dict, results: Sequence[str]) -> dict:
