@@ -22,6 +22,8 @@ FIX = REPO / "tests" / "fixtures" / "parity"
 def scorers(batch: int) -> dict:
     """model id -> a factory of its scorer on the tiny checkpoint, at ``batch`` images per pass."""
     from lmms_eval_autorater.baselines.clipscore import CLIPScoreScorer
+    from lmms_eval_autorater.baselines.editreward import EditRewardScorer
+    from lmms_eval_autorater.baselines.editscore import EditScoreScorer
     from lmms_eval_autorater.baselines.hpsv2 import HPSv2Scorer
     from lmms_eval_autorater.baselines.hpsv3 import HPSv3Scorer
     from lmms_eval_autorater.baselines.imagereward import ImageRewardScorer
@@ -46,7 +48,24 @@ def scorers(batch: int) -> dict:
             device="cpu",
             batch_size=batch,
         ),
+        # editing scorers: (instruction, source, edited); EditScore generates its answers (16 new tokens here)
+        "editreward": lambda: EditRewardScorer(
+            str(FIX / "editreward" / "ckpt"),
+            base_model=str(FIX / "editreward" / "base"),
+            device="cpu",
+            batch_size=batch,
+        ),
+        "editscore": lambda: EditScoreScorer(
+            str(FIX / "editscore" / "base"),
+            lora=str(FIX / "editscore" / "lora"),
+            device="cpu",
+            batch_size=batch,
+            max_new_tokens=16,
+        ),
     }
+
+
+EDITING = ("editreward", "editscore")
 
 
 def main() -> None:
@@ -57,7 +76,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=64, help="images scored per mode")
     ap.add_argument("--batch", type=int, default=16, help="images per forward pass in the batched mode")
     ap.add_argument("--size", type=int, default=128, help="image side in pixels")
-    ap.add_argument("--models", default="pickscore,clipscore,hpsv2,imagereward,hpsv3")
+    ap.add_argument("--models", default="pickscore,clipscore,hpsv2,imagereward,hpsv3,editreward,editscore")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     images = [
@@ -70,9 +89,11 @@ def main() -> None:
         rates = {}
         for batch in (args.batch, 1):
             scorer = scorers(batch)[name]()
-            scorer.score(prompts[: args.batch], images[: args.batch])  # load + warm-up
+            # editing scorers get a source per edit (the next image): (instruction, source, edited)
+            extra = (images[1:] + images[:1],) if name in EDITING else ()
+            scorer.score(prompts[: args.batch], *(e[: args.batch] for e in extra), images[: args.batch])
             t0 = time.perf_counter()
-            out = scorer.score(prompts, images)
+            out = scorer.score(prompts, *extra, images)
             rates[batch] = args.n / (time.perf_counter() - t0)
             assert len(out) == args.n
         print(
