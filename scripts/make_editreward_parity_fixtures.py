@@ -35,11 +35,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
-import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -50,6 +48,8 @@ from make_parity_fixtures import (  # noqa: E402
     QWEN2VL_CHAT_TEMPLATE,
     SEED,
     _draw,
+    project_venv,
+    run_upstream_json,
     write_images,
     write_qwen2vl_base,
 )
@@ -227,22 +227,8 @@ def upstream_main(src: Path, out: Path) -> None:
 
 
 def ensure_venv(create: bool) -> Path:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        if not create:
-            raise SystemExit(f"{py} missing: run with --create-venv")
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        site = subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        # torch & co. from the project venv, after the venv's own packages (its transformers 4.57 wins)
-        (Path(site) / "zz_project.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-        subprocess.run([str(py), "-m", "pip", "install", "-q", *VENV_REQS], check=True)
-    return py
+    # their pins with their dependencies; torch & co. from the project venv (its transformers 4.57 wins)
+    return project_venv(VENV, VENV_REQS, create, no_deps=False, option="--create-venv")
 
 
 def _upstream_commit(src: Path) -> str:
@@ -270,24 +256,7 @@ def build(create: bool, src: Path) -> None:
     if not (FIXTURES / "images" / IMAGES[0][0]).exists():
         write_images(FIXTURES / "images")
     write_base(FOLDER / "base")
-    py = ensure_venv(create)
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        tmp = Path(fh.name)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "2",
-        "PYTHONNOUSERSITE": "1",
-    }
-    subprocess.run(
-        [str(py), str(Path(__file__).resolve()), "--upstream", "--src", str(src), "--out", str(tmp)],
-        check=True,
-        env=env,
-    )
-    result = json.loads(tmp.read_text())
-    tmp.unlink()
+    result = run_upstream_json(ensure_venv(create), __file__, ["--src", str(src)])
     data = {
         "instructions": INSTRUCTIONS,
         "images": [f"images/{name}" for name, *_ in IMAGES],

@@ -36,7 +36,6 @@ import json
 import shutil
 import subprocess
 import sys
-import sysconfig
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -114,34 +113,12 @@ def build_tiny(out: Path) -> tuple[Path, Path]:
     from peft import LoraConfig, get_peft_model
     from transformers import GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    from tests.qwen25vl import write_qwen25vl_base  # REPO is on sys.path (``upstream``)
+
     base = out / "base"
     if base.exists():
         shutil.rmtree(base)
-    shutil.copytree(FIX / "hpsv3" / "base", base)
-    cfg = json.loads((base / "config.json").read_text())
-    pre = json.loads((base / "preprocessor_config.json").read_text())
-    pre.update({"image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"})
-    (base / "preprocessor_config.json").write_text(json.dumps(pre, indent=1))
-    cfg.update(
-        {
-            "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-            "model_type": "qwen2_5_vl",
-            "vision_config": {
-                "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_heads": 2,
-                "out_hidden_size": cfg["hidden_size"],
-                "patch_size": 14,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-                "window_size": 112,
-                "fullatt_block_indexes": [1],
-                "in_chans": 3,
-            },
-        }
-    )
-    (base / "config.json").write_text(json.dumps(cfg))
+    cfg = write_qwen25vl_base(base)
     config = Qwen2_5_VLConfig.from_pretrained(base)
     torch.manual_seed(0)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
@@ -319,21 +296,9 @@ def upstream(out: Path) -> None:
 
 
 def ensure_venv(create: bool) -> Path:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        if not create:
-            raise SystemExit(f"{py} missing: run with --create-venv")
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", *VENV_REQS], check=True)
-        site = subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        (Path(site) / "zz_project.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    return py
+    from make_parity_fixtures import project_venv
+
+    return project_venv(VENV, VENV_REQS, create, no_deps=True, option="--create-venv")
 
 
 def main() -> None:

@@ -29,6 +29,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 import tempfile
 from pathlib import Path
 
@@ -477,6 +478,56 @@ def upstream_main(which: str, out: Path) -> None:
 # -- driver (project venv) ---------------------------------------------------------------------------
 
 
+def project_venv(venv: Path, reqs: list[str], create: bool, *, no_deps: bool, option: str) -> Path:
+    """The python of ``venv`` holding the upstream pins ``reqs``, with torch & co. seen from the project venv
+    (a ``.pth`` after the venv's own packages, so its pins win); created only when ``create`` (``option``)."""
+    py = venv / "bin" / "python"
+    if not py.exists():
+        if not create:
+            raise SystemExit(f"{py} missing: run with {option}")
+        venv.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+        site = subprocess.run(
+            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        (Path(site) / "zz_project.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+        subprocess.run(
+            [str(py), "-m", "pip", "install", "-q", *(["--no-deps"] if no_deps else []), *reqs], check=True
+        )
+    return py
+
+
+def upstream_env() -> dict[str, str]:
+    """The upstream side's environment: offline, CPU only, two threads, no user site."""
+    return {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "CUDA_VISIBLE_DEVICES": "",
+        "OMP_NUM_THREADS": "2",
+        "PYTHONNOUSERSITE": "1",
+    }
+
+
+def run_upstream_json(py: Path, script: str, args: list[str], cwd: Path | None = None) -> dict:
+    """Run ``script --upstream *args --out TMP`` with ``py`` in ``upstream_env`` and return the JSON it wrote."""
+    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
+        tmp = Path(fh.name)
+    try:
+        subprocess.run(
+            [str(py), str(Path(script).resolve()), "--upstream", *args, "--out", str(tmp)],
+            check=True,
+            env=upstream_env(),
+            cwd=None if cwd is None else str(cwd),
+        )
+        return json.loads(tmp.read_text())
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def ensure_venv(which: str, create: bool) -> Path:
     name, reqs = VENV_SPECS[which]
     py = VENVS / name / "bin" / "python"
@@ -507,25 +558,7 @@ def build(which: list[str], create: bool) -> None:
         corpus = [build_prompt_text(p) for p in PROMPTS] + [QWEN2VL_CHAT_TEMPLATE]
         write_qwen2vl_base(FIXTURES / "hpsv3" / "base", corpus)
     for name in which:
-        py = ensure_venv(name, create)
-        with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-            tmp = Path(fh.name)
-        env = {
-            **os.environ,
-            "HF_HUB_OFFLINE": "1",
-            "TRANSFORMERS_OFFLINE": "1",
-            "CUDA_VISIBLE_DEVICES": "",
-            "OMP_NUM_THREADS": "2",
-            "PYTHONNOUSERSITE": "1",
-        }
-        subprocess.run(
-            [str(py), str(Path(__file__).resolve()), "--upstream", name, "--out", str(tmp)],
-            check=True,
-            env=env,
-            cwd=str(FIXTURES),
-        )
-        result = json.loads(tmp.read_text())
-        tmp.unlink()
+        result = run_upstream_json(ensure_venv(name, create), __file__, [name], cwd=FIXTURES)
         ckpt = FIXTURES / name / ("ImageReward.pt" if name == "imagereward" else "HPSv3.safetensors")
         result.update(
             {

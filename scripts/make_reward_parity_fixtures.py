@@ -28,16 +28,22 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import subprocess
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_parity_fixtures import FIXTURES, IMAGES, PROMPTS, SEED, _draw, write_images  # noqa: E402
+from make_parity_fixtures import (  # noqa: E402
+    FIXTURES,
+    IMAGES,
+    PROMPTS,
+    SEED,
+    _draw,
+    project_venv,
+    run_upstream_json,
+    write_images,
+)
 
 VENV = Path("/tmp/parity-venvs/rw")
 VENV_REQS = [
@@ -287,20 +293,7 @@ def upstream_main(out: Path) -> None:
 
 
 def ensure_venv(create: bool) -> Path:
-    py = VENV / "bin" / "python"
-    if not py.exists():
-        if not create:
-            raise SystemExit(f"{py} missing: run with --create-venv")
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-        subprocess.run([str(py), "-m", "pip", "install", "-q", "--no-deps", *VENV_REQS], check=True)
-        site = subprocess.run(
-            [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        (Path(site) / "zz_project.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    py = project_venv(VENV, VENV_REQS, create, no_deps=True, option="--create-venv")
     # the hpsv2 1.2.0 wheel lacks its vendored tokenizer's BPE file: it is open_clip's (the CLIP vocabulary)
     bpe = Path(sysconfig.get_paths()["purelib"]) / "open_clip" / "bpe_simple_vocab_16e6.txt.gz"
     site = VENV / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
@@ -313,22 +306,7 @@ def ensure_venv(create: bool) -> Path:
 def build(create: bool) -> None:
     write_images(FIXTURES / "images")
     write_clip_tokenizer_sources(FIXTURES / "clip")
-    py = ensure_venv(create)
-    with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as fh:
-        tmp = Path(fh.name)
-    env = {
-        **os.environ,
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "CUDA_VISIBLE_DEVICES": "",
-        "OMP_NUM_THREADS": "2",
-        "PYTHONNOUSERSITE": "1",
-    }
-    subprocess.run(
-        [str(py), str(Path(__file__).resolve()), "--upstream", "--out", str(tmp)], check=True, env=env
-    )
-    result = json.loads(tmp.read_text())
-    tmp.unlink()
+    result = run_upstream_json(ensure_venv(create), __file__, [])
     common = {
         "prompts": PROMPTS,
         "images": [f"images/{name}" for name, *_ in IMAGES],

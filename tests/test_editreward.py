@@ -8,14 +8,14 @@ returned, the reward token found by its id, each head applied by hand, the two h
 
 from __future__ import annotations
 
-import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
+
+from tests.qwen25vl import write_qwen25vl_base  # noqa: E402
 
 FIX = Path(__file__).parent / "fixtures" / "parity"
 IMAGES = FIX / "images"
@@ -29,31 +29,7 @@ def tiny_editreward(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("editreward")
     base = root / "base"
-    shutil.copytree(FIX / "hpsv3" / "base", base)  # a tiny Qwen2 tokenizer, chat template and image processor
-    cfg = json.loads((base / "config.json").read_text())
-    pre = json.loads((base / "preprocessor_config.json").read_text())
-    pre.update({"image_processor_type": "Qwen2VLImageProcessor", "processor_class": "Qwen2_5_VLProcessor"})
-    (base / "preprocessor_config.json").write_text(json.dumps(pre))
-    cfg.update(
-        {
-            "architectures": ["Qwen2_5_VLForConditionalGeneration"],
-            "model_type": "qwen2_5_vl",
-            "vision_config": {
-                "depth": 2,
-                "hidden_size": 32,
-                "intermediate_size": 64,
-                "num_heads": 2,
-                "out_hidden_size": cfg["hidden_size"],
-                "patch_size": 14,
-                "spatial_merge_size": 2,
-                "temporal_patch_size": 2,
-                "window_size": 112,
-                "fullatt_block_indexes": [1],
-                "in_chans": 3,
-            },
-        }
-    )
-    (base / "config.json").write_text(json.dumps(cfg))
+    write_qwen25vl_base(base)  # a tiny Qwen2 tokenizer, chat template and image processor
     tok = AutoTokenizer.from_pretrained(base)
     n_rows = len(tok) + 1  # the authors resize the embeddings to the tokenizer with <|Reward|> added
     config = Qwen2_5_VLConfig.from_pretrained(base)
