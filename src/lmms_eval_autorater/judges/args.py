@@ -25,6 +25,16 @@ def check_base_url(base_url: str | None, name: str = "base_url") -> None:
         )
 
 
+def check_server_url(url: str, name: str) -> None:
+    """A server's URL argument (``ae_base_url=``, editscore's ``base_url=``): no credentials in it
+    (``check_base_url``) and an http(s) scheme; one line naming the argument otherwise."""
+    check_base_url(url, name)
+    if not url.startswith(("http://", "https://")):
+        raise ModelArgError(
+            f"model argument {name}={url!r}: expected an http(s) URL, e.g. http://host:8000/v1"
+        )
+
+
 __all__ = [
     "ModelArgError",
     "SPECIALIST_CODES",

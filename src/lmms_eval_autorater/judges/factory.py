@@ -27,8 +27,8 @@ from lmms_eval_autorater.judges.args import (
     as_float,
     as_int,
     as_opt_float,
-    check_base_url,
     check_known,
+    check_server_url,
     parse_tools,
 )
 from lmms_eval_autorater.specialists.registry import servable
@@ -217,11 +217,7 @@ def specialist_servers(kw: Mapping[str, Any]) -> dict[str, str]:
         url = kw.get(name)
         if url in (None, ""):
             continue
-        check_base_url(str(url), name)
-        if not str(url).startswith(("http://", "https://")):
-            raise ModelArgError(
-                f"model argument {name}={url!r}: expected an http(s) URL, e.g. http://host:8000/v1"
-            )
+        check_server_url(str(url), name)
         out[code] = str(url)
     return out
 

@@ -299,12 +299,16 @@ class EditRewardModel(BaselineScorerModel):
             dtype=self.args.get("dtype"),
         )
 
-    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+    def check_sources(self, keys: list[tuple[str, str | None, str]]) -> None:
+        """Refuse keys without a source image: editing docs carry one; a doc without one is not an editing doc."""
         missing = sum(src is None for _, src, _ in keys)
-        if missing:  # editing docs carry their source image; a doc without one is not an editing doc
+        if missing:
             raise UsageError(
                 f"{self.NAME}: {missing} candidate(s) have no source image (not an editing task?)"
             )
+
+    def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
+        self.check_sources(keys)
         return list(
             self.scorer.score([p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys])
         )
@@ -336,18 +340,14 @@ class EditScoreModel(EditRewardModel):
 
     def build_scorer(self):
         from lmms_eval_autorater.baselines.editscore import MAX_NEW_TOKENS, EditScoreScorer
-        from lmms_eval_autorater.judges.args import ModelArgError, as_float, check_base_url
+        from lmms_eval_autorater.judges.args import ModelArgError, as_float, check_server_url
 
         a = self.args
         self._failures: dict[tuple[str, str | None, str], tuple[str, str]] = {}
         transport = None
         if a.get("base_url"):
             url = str(a["base_url"])
-            check_base_url(url, "base_url")
-            if not url.startswith(("http://", "https://")):
-                raise ModelArgError(
-                    f"model argument base_url={url!r}: expected an http(s) URL, e.g. http://host:8000/v1"
-                )
+            check_server_url(url, "base_url")
             if not a.get("model"):
                 raise ModelArgError(
                     "editscore: base_url= needs model= (the name the server serves the merged model as)"
@@ -377,11 +377,7 @@ class EditScoreModel(EditRewardModel):
         )
 
     def score_keys(self, keys: list[tuple[str, str | None, str]]) -> list[float]:
-        missing = sum(src is None for _, src, _ in keys)
-        if missing:  # editing docs carry their source image; a doc without one is not an editing doc
-            raise UsageError(
-                f"{self.NAME}: {missing} candidate(s) have no source image (not an editing task?)"
-            )
+        self.check_sources(keys)
         results = self.scorer.score_detailed(
             [p for p, _, _ in keys], [s for _, s, _ in keys], [c for _, _, c in keys]
         )
